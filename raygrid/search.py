@@ -1,0 +1,291 @@
+"""``RayGridSearchCV``: scikit-learn's ``GridSearchCV``, with every fit a Ray task.
+
+``fit`` reads top to bottom as the search's data flow:
+
+1. validate: parameters, scoring, data, CV splits, grid, resources — before any work;
+2. plan: one :class:`~raygrid.plan.Task` per (candidate, split);
+3. execute: data into Ray's object store once, tasks onto CPU/GPU slots;
+4. aggregate: records into ``cv_results_``, best candidate, refit in a slot.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import GridSearchCV, check_cv
+from sklearn.utils import get_tags, indexable
+from sklearn.utils._param_validation import Interval
+
+from raygrid import aggregate, execute, plan, progress, validate
+from raygrid.worker import SearchData
+
+
+class RayGridSearchCV(GridSearchCV):
+    """Exhaustive search over a parameter grid, each (candidate, fold) fit a Ray task.
+
+    A drop-in replacement for :class:`sklearn.model_selection.GridSearchCV`: the same
+    constructor, ``fit`` signature, fitted attributes and methods, and a ``cv_results_``
+    identical to scikit-learn's. The fits run on a local Ray started on first use, or on
+    the Ray cluster this process is connected to (``ray_address``, ``RAY_ADDRESS``, or an
+    initialised Ray), each in a slot of ``num_cpus_per_task`` CPUs and
+    ``num_gpus_per_task`` GPUs.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        Cloned and fitted once per (candidate, fold), inside Ray workers. It must be
+        picklable.
+    param_grid : dict or list of dict
+        Parameter names mapped to lists of values, as for ``GridSearchCV``.
+    scoring : str, callable, list, tuple or dict, default=None
+        As for ``GridSearchCV``, including multi-metric scoring.
+    n_jobs : int, default=None
+        The most fits running at once. ``None`` or ``-1``: as many as the cluster's
+        resources allow; ``-2``: one fewer; and so on.
+    refit : bool, str or callable, default=True
+        As for ``GridSearchCV``. The refit runs in a Ray slot like the fold fits.
+    cv : int, cross-validation generator or iterable, default=None
+        As for ``GridSearchCV``. Splits are computed once, on the driver.
+    verbose : int, default=0
+        As for ``GridSearchCV``; lines are printed by the driver as fits finish.
+    pre_dispatch : int or str, default='2*n_jobs'
+        The most fits queued or running at once.
+    error_score : 'raise' or numeric, default=np.nan
+        Score of a fit that fails; ``'raise'`` re-raises the worker's exception.
+    return_train_score : bool, default=False
+        Whether ``cv_results_`` includes training scores.
+    num_cpus_per_task : float, default=1
+        CPUs reserved for each fit (Ray ``num_cpus``).
+    num_gpus_per_task : float, default=0
+        GPUs reserved for each fit (Ray ``num_gpus``); a fraction shares one GPU.
+    max_retries : int, default=3
+        How often a fit is retried after its worker process or node died. Errors raised
+        by the estimator are never retried: they follow ``error_score``.
+    ray_address : str, default=None
+        Ray cluster to connect to when Ray is not initialised yet; ``None`` reads
+        ``RAY_ADDRESS`` and otherwise starts a local Ray.
+
+    Attributes
+    ----------
+    cv_results_ : dict of numpy (masked) ndarrays
+        As for ``GridSearchCV``.
+    best_estimator_, best_score_, best_params_, best_index_, scorer_, n_splits_,
+    refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
+        As for ``GridSearchCV``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.svm import SVC
+    >>> from raygrid import RayGridSearchCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> search = RayGridSearchCV(SVC(), {"C": [1, 10]}).fit(X, y)  # doctest: +SKIP
+    >>> search.best_params_  # doctest: +SKIP
+    {'C': 1}
+    """
+
+    _parameter_constraints: dict = {
+        **GridSearchCV._parameter_constraints,
+        "num_cpus_per_task": [Interval(Real, 0, None, closed="neither")],
+        "num_gpus_per_task": [Interval(Real, 0, None, closed="left")],
+        "max_retries": [Interval(Integral, 0, None, closed="left")],
+        "ray_address": [str, None],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        param_grid,
+        *,
+        scoring=None,
+        n_jobs=None,
+        refit=True,
+        cv=None,
+        verbose=0,
+        pre_dispatch="2*n_jobs",
+        error_score=np.nan,
+        return_train_score=False,
+        num_cpus_per_task=1,
+        num_gpus_per_task=0,
+        max_retries=3,
+        ray_address=None,
+    ):
+        super().__init__(
+            estimator=estimator,
+            param_grid=param_grid,
+            scoring=scoring,
+            n_jobs=n_jobs,
+            refit=refit,
+            cv=cv,
+            verbose=verbose,
+            pre_dispatch=pre_dispatch,
+            error_score=error_score,
+            return_train_score=return_train_score,
+        )
+        self.num_cpus_per_task = num_cpus_per_task
+        self.num_gpus_per_task = num_gpus_per_task
+        self.max_retries = max_retries
+        self.ray_address = ray_address
+
+    def fit(self, X, y=None, **params):
+        """Run fit with all sets of parameters, as Ray tasks.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, n_samples)
+            Training data; a precomputed kernel for pairwise estimators.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+            Target; None for unsupervised learning.
+        **params : dict of str -> object
+            Parameters for the estimator's ``fit``, the scorer and the CV splitter
+            (``groups``), routed and sliced per fold exactly as ``GridSearchCV`` does.
+
+        Returns
+        -------
+        self : RayGridSearchCV
+            The fitted search.
+        """
+        # 1. Validate everything before scheduling anything.
+        self._validate_params()
+        validate.check_task_resources(self.num_cpus_per_task, self.num_gpus_per_task)
+        scorers, refit_metric = self._get_scorers()
+        X, y = indexable(X, y)
+        routed = self._get_routed_params_for_fit(params)
+        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
+        n_splits = cv.get_n_splits(X, y, **routed.splitter.split)
+        splits = [
+            (np.asarray(train), np.asarray(test))
+            for train, test in cv.split(X, y, **routed.splitter.split)
+        ]
+        if len(splits) != n_splits:
+            raise ValueError(
+                "cv.split and cv.get_n_splits return inconsistent results. "
+                f"Expected {n_splits} splits, got {len(splits)}"
+            )
+        candidates = plan.expand_grid(self.param_grid)
+        validate.check_candidate_params(self.estimator, candidates)
+        validate.check_picklable("estimator", self.estimator)
+        validate.check_picklable("scoring", scorers)
+        data = SearchData(
+            estimator=clone(self.estimator),
+            X=X,
+            y=y,
+            splits=splits,
+            scorer=scorers,
+            fit_params=dict(routed.estimator.fit),
+            score_params=dict(routed.scorer.score),
+            return_train_score=self.return_train_score,
+            error_score=self.error_score,
+            pairwise=get_tags(self.estimator).input_tags.pairwise,
+        )
+
+        # 2. Plan one task per (candidate, split).
+        tasks = plan.plan_tasks(candidates, n_splits)
+        if not tasks:
+            raise ValueError(
+                "No fits were performed. Was the CV iterator empty? Were there no candidates?"
+            )
+        if self.verbose > 0:
+            print(progress.start_line(n_splits, len(candidates)))
+
+        # 3. Execute on Ray.
+        execute.connect(self.ray_address)
+        slot = execute.SlotSpec(
+            float(self.num_cpus_per_task), float(self.num_gpus_per_task), self.max_retries
+        )
+        capacity = execute.count_slots(slot.num_cpus, slot.num_gpus)
+        n_slots = min(validate.resolve_n_slots(self.n_jobs, capacity), len(tasks))
+        max_in_flight = validate.resolve_pre_dispatch(self.pre_dispatch, n_slots, len(tasks))
+        pool = execute.WorkerPool.get(slot, n_slots)
+        data_ref = execute.put_search_data(data)
+
+        records: list[dict[str, Any] | None] = [None] * len(tasks)
+        self._warning_registry: dict = {}
+
+        def collect(batch: list[dict[str, Any]]) -> None:
+            for record in batch:
+                records[record["index"]] = record
+                self._on_record(record, tasks[record["index"]], len(candidates), n_splits)
+
+        execute.run_tasks(
+            pool,
+            n_slots,
+            data_ref,
+            plan.submission_order(tasks),
+            max_in_flight=max_in_flight,
+            on_records=collect,
+        )
+
+        # 4. Aggregate, choose the best candidate, refit.
+        aggregate.check_fit_failures(records, self.error_score)
+        if callable(self.scoring):
+            aggregate.fill_failed_multimetric(records, self.error_score)
+        results = aggregate.build_cv_results(
+            candidates, n_splits, records, self.return_train_score
+        )
+        self.multimetric_ = isinstance(records[0]["test_scores"], dict)
+        if callable(self.scoring) and self.multimetric_:
+            self._check_refit_for_multimetric(records[0]["test_scores"])
+            refit_metric = self.refit
+
+        if self.refit or not self.multimetric_:
+            self.best_index_ = aggregate.select_best_index(self.refit, refit_metric, results)
+            if not callable(self.refit):
+                self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
+            self.best_params_ = results["params"][self.best_index_]
+
+        if self.refit:
+            refitted = execute.refit_on_pool(pool, data_ref, self.best_params_)
+            _show_warnings(refitted["warnings"], self._warning_registry)
+            if refitted["error"] is not None:
+                _raise_from_worker(refitted["exception"], refitted["error"])
+            self.best_estimator_ = pickle.loads(refitted["estimator"])
+            self.refit_time_ = refitted["refit_time"]
+            if hasattr(self.best_estimator_, "feature_names_in_"):
+                self.feature_names_in_ = self.best_estimator_.feature_names_in_
+
+        self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
+        self.cv_results_ = results
+        self.n_splits_ = n_splits
+        return self
+
+    def _on_record(
+        self, record: dict[str, Any], task: plan.Task, n_candidates: int, n_splits: int
+    ) -> None:
+        """Handle one finished fit on the driver: warnings, errors, verbose line."""
+        _show_warnings(record.pop("warnings", ()), self._warning_registry)
+        exception = record.pop("exception", None)
+        if record.get("score_failed") or (
+            record["fit_error"] is not None and self.error_score == "raise"
+        ):
+            _raise_from_worker(exception, record["fit_error"])
+        if self.verbose > 1:
+            split, candidate = (task.split, n_splits), (task.candidate, n_candidates)
+            if self.verbose > 9:
+                # Printed as the fit's result arrives: its start happened in a worker.
+                print(progress.fit_start_line(task.params, split, candidate))
+            print(progress.end_line(record, task.params, split, candidate, self.verbose))
+
+
+def _show_warnings(caught, registry: dict | None = None) -> None:
+    """Re-issue warnings caught in a worker, as if raised where they were raised.
+
+    With the same ``registry`` for a whole search, Python's default filter shows each
+    distinct warning once, as it would have in one process.
+    """
+    for message, category, filename, lineno in caught:
+        warnings.warn_explicit(message, category, filename, lineno, registry=registry)
+
+
+def _raise_from_worker(exception: BaseException | None, error: str) -> None:
+    """Raise the worker's original exception, its remote traceback attached as a note."""
+    if exception is None:
+        raise RuntimeError(f"A fit failed in a Ray worker:\n{error}")
+    exception.add_note(f"Raised in a Ray worker:\n{error}")
+    raise exception
