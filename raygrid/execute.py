@@ -238,7 +238,9 @@ def refit_on_pool(pool: WorkerPool, data_ref: ray.ObjectRef, params: dict) -> di
     Returns the worker's refit record (see :func:`raygrid.worker.refit`).
     """
     try:
-        return ray.get(pool.actors[0].refit.options(name="raygrid refit").remote([data_ref], params))
+        return ray.get(
+            pool.actors[0].refit.options(name="raygrid refit").remote([data_ref], params)
+        )
     except BaseException:
         pool.shutdown()
         raise
@@ -264,7 +266,9 @@ class _BatchSizer:
     def observe(self, records: list[dict[str, Any]]) -> None:
         seconds = [r["end_time"] - r["start_time"] for r in records]
         mean = sum(seconds) / len(seconds)
-        self.mean_seconds = mean if self.mean_seconds is None else 0.7 * self.mean_seconds + 0.3 * mean
+        self.mean_seconds = (
+            mean if self.mean_seconds is None else 0.7 * self.mean_seconds + 0.3 * mean
+        )
 
     def size(self, remaining: int) -> int:
         if self.mean_seconds is None:
@@ -279,6 +283,8 @@ def wait_for_workers(pool: WorkerPool, n_slots: int, timeout: float = 120.0) -> 
     """Block until the pool's first ``n_slots`` workers have started (or time out)."""
     deadline = time.time() + timeout
     refs = [a.info.remote() for a in pool.actors[:n_slots]]
-    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=max(0.0, deadline - time.time()))
+    ready, pending = ray.wait(
+        refs, num_returns=len(refs), timeout=max(0.0, deadline - time.time())
+    )
     if pending:
         raise TimeoutError(f"{len(pending)} of {n_slots} Ray workers did not start in {timeout} s")

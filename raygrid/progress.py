@@ -13,7 +13,9 @@ def start_line(n_splits: int, n_candidates: int) -> str:
     )
 
 
-def fit_start_line(params: dict[str, Any], split: tuple[int, int], candidate: tuple[int, int]) -> str:
+def fit_start_line(
+    params: dict[str, Any], split: tuple[int, int], candidate: tuple[int, int]
+) -> str:
     """scikit-learn's ``[CV] START`` line for one fit (shown at ``verbose > 9``)."""
     line = f"[CV {split[0] + 1}/{split[1]}; {candidate[0] + 1}/{candidate[1]}] START "
     line += ", ".join(f"{k}={params[k]}" for k in sorted(params))

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import pickle
-import sys
 import warnings
 from numbers import Integral, Real
 from typing import Any
@@ -168,10 +167,11 @@ class RayGridSearchCV(GridSearchCV):
                 "cv.split and cv.get_n_splits return inconsistent results. "
                 f"Expected {n_splits} splits, got {len(splits)}"
             )
-        candidates = plan.expand_grid(self.param_grid)
-        validate.check_candidate_params(self.estimator, candidates)
         validate.check_picklable("estimator", self.estimator)
         validate.check_picklable("scoring", scorers)
+        validate.check_picklable("fit params", validate.non_array_values(params))
+        candidates = plan.expand_grid(self.param_grid)
+        validate.check_candidate_params(self.estimator, candidates)
         data = SearchData(
             estimator=clone(self.estimator),
             X=X,

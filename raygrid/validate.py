@@ -59,6 +59,11 @@ def check_picklable(what: str, obj: Any) -> None:
         ) from exc
 
 
+def non_array_values(params: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``params`` that are not arrays (arrays always pickle; and are big)."""
+    return {k: v for k, v in params.items() if not (hasattr(v, "shape") and hasattr(v, "dtype"))}
+
+
 def _find_unpicklable(obj: Any, path: str, depth: int = 0) -> tuple[str, Any, Exception]:
     """Walk attributes and containers down to the smallest part that fails to pickle."""
     try:

@@ -9,6 +9,7 @@ task's record, and the driver decides what ``error_score`` makes of them.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import time
@@ -41,7 +42,8 @@ def prepare_process(num_cpus: float, num_gpus: float) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     os.environ["TF_NUM_INTRAOP_THREADS"] = threads
     os.environ["TF_NUM_INTEROP_THREADS"] = threads
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3 also hides the "failed call to cuInit" error every CPU-only worker would print.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @dataclass
@@ -148,9 +150,8 @@ def refit(data: SearchData, params: dict[str, Any]) -> dict[str, Any]:
     Returns a record with the fitted ``estimator`` (pickled) and ``refit_time``, or the
     ``exception`` (and its ``error`` text) that the fit raised; plus its warnings.
     """
-    from sklearn.base import clone
-
     import cloudpickle
+    from sklearn.base import clone
 
     out: dict[str, Any] = {"estimator": None, "exception": None, "error": None}
     # Arrays read from Ray's object store are read-only; the user's refit gets its own.
@@ -186,8 +187,10 @@ def _score(estimator, X, y, scorer, score_params, error_score):
     """Score like scikit-learn: failures become ``error_score`` plus a warning."""
     multimetric = hasattr(scorer, "_scorers")
     try:
-        scores = scorer(estimator, X, **score_params) if y is None else scorer(
-            estimator, X, y, **score_params
+        scores = (
+            scorer(estimator, X, **score_params)
+            if y is None
+            else scorer(estimator, X, y, **score_params)
         )
     except Exception:
         if multimetric or error_score == "raise":
@@ -218,10 +221,8 @@ def _score(estimator, X, y, scorer, score_params, error_score):
 
 def _as_number(score, scorer_name):
     if hasattr(score, "item"):
-        try:
+        with contextlib.suppress(ValueError):
             score = score.item()
-        except ValueError:
-            pass
     if not isinstance(score, numbers.Number):
         raise ValueError(
             f"scoring must return a number, got {score} ({type(score)}) instead. "

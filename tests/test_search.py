@@ -199,8 +199,13 @@ def test_delegated_methods_and_attributes_match():
 def test_feature_names_in_and_transform():
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(Xc, columns=[f"f{i}" for i in range(Xc.shape[1])])
-    ours, theirs = both(StandardScaler(), {"with_mean": [True, False]}, frame, None,
-                        scoring=lambda est, X, y=None: float(-np.abs(est.transform(X)).mean()))
+    ours, theirs = both(
+        StandardScaler(),
+        {"with_mean": [True, False]},
+        frame,
+        None,
+        scoring=lambda est, X, y=None: float(-np.abs(est.transform(X)).mean()),
+    )
     assert_same_search(ours, theirs)
     np.testing.assert_array_equal(ours.feature_names_in_, theirs.feature_names_in_)
     np.testing.assert_allclose(ours.inverse_transform(ours.transform(frame)), Xc)
