@@ -16,12 +16,15 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import GridSearchCV, check_cv
 from sklearn.utils import get_tags, indexable
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
 from raygrid import aggregate, execute, plan, progress, validate
+from raygrid import results as results_tables
 from raygrid.worker import SearchData
 
 
@@ -253,7 +256,37 @@ class RayGridSearchCV(GridSearchCV):
         self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
         self.cv_results_ = results
         self.n_splits_ = n_splits
+        self.tasks_ = results_tables.tasks_frame(records, candidates, n_splits)
         return self
+
+    def results_frame(self) -> pd.DataFrame:
+        """``cv_results_`` as a DataFrame: one column per parameter, best rank first.
+
+        Sorted by the refit metric's rank (by the first metric when ``refit`` is not a
+        metric name).
+        """
+        check_is_fitted(self, "cv_results_")
+        rank_by = f"rank_test_{self.refit}" if isinstance(self.refit, str) else None
+        return results_tables.results_frame(self.cv_results_, rank_by)
+
+    def save_results(self, path: str | os.PathLike) -> None:
+        """Write ``cv_results_`` and ``tasks_`` as Parquet under ``path`` (a directory).
+
+        The layout is the one ``raygrid report PATH`` reads.
+        """
+        check_is_fitted(self, "cv_results_")
+        summary = {
+            "estimator": repr(self.estimator),
+            "param_grid": self.param_grid,
+            "scoring": sorted(self.scorer_)
+            if isinstance(self.scorer_, dict)
+            else repr(self.scoring),
+            "refit": self.refit if isinstance(self.refit, (bool, str)) else repr(self.refit),
+            "n_splits": self.n_splits_,
+            "best_index": int(getattr(self, "best_index_", -1)),
+            "best_params": getattr(self, "best_params_", None),
+        }
+        results_tables.save_results(path, self.cv_results_, self.tasks_, summary)
 
     def _on_record(
         self, record: dict[str, Any], task: plan.Task, n_candidates: int, n_splits: int

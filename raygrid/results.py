@@ -1,0 +1,183 @@
+"""A finished search's results as tables and files.
+
+* :func:`tasks_frame`: one row per (candidate, split) task, with where and when it ran;
+* :func:`results_frame`: ``cv_results_`` with one column per parameter, best first;
+* :func:`save_results` / :func:`load_results`: both tables as Parquet plus a small JSON
+  summary, the layout ``raygrid report`` reads.
+
+``cv_results_`` itself is never changed by any of this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RESULTS_FILE = "cv_results.parquet"
+TASKS_FILE = "tasks.parquet"
+SUMMARY_FILE = "search.json"
+LAYOUT_VERSION = 1
+
+
+def tasks_frame(
+    records: list[dict[str, Any]], candidates: list[dict[str, Any]], n_splits: int
+) -> pd.DataFrame:
+    """One row per task, in scikit-learn's candidate-major order.
+
+    Columns: ``candidate``, ``split``, ``params``, ``test_<metric>`` (and
+    ``train_<metric>``), ``fit_time``, ``score_time``, ``start_time``, ``end_time``
+    (UTC timestamps), ``node_id``, ``gpu_ids``, ``pid``, ``attempts``, ``resumed``
+    (read back from the journal instead of run) and ``error`` (traceback text, or None).
+    """
+    rows = []
+    for i, record in enumerate(records):
+        row: dict[str, Any] = {
+            "candidate": i // n_splits,
+            "split": i % n_splits,
+            "params": candidates[i // n_splits],
+        }
+        for prefix in ("test", "train"):
+            scores = record.get(f"{prefix}_scores")
+            if scores is None:
+                continue
+            if isinstance(scores, dict):
+                row.update({f"{prefix}_{name}": value for name, value in scores.items()})
+            else:
+                row[f"{prefix}_score"] = scores
+        row.update(
+            fit_time=record["fit_time"],
+            score_time=record["score_time"],
+            start_time=record.get("start_time"),
+            end_time=record.get("end_time"),
+            node_id=record.get("node_id"),
+            gpu_ids=",".join(record.get("gpu_ids") or ()),
+            pid=record.get("pid"),
+            attempts=record.get("attempts", 1),
+            resumed=bool(record.get("resumed", False)),
+            error=record["fit_error"],
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in ("start_time", "end_time"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    return frame
+
+
+def results_frame(cv_results: dict[str, Any], rank_by: str | None = None) -> pd.DataFrame:
+    """``cv_results`` as a DataFrame, one column per parameter, sorted by rank.
+
+    Parameters
+    ----------
+    cv_results : dict
+        A search's ``cv_results_``.
+    rank_by : str, default=None
+        The ``rank_test_*`` column to sort by; by default the first one.
+    """
+    columns: dict[str, Any] = {}
+    for key, values in cv_results.items():
+        if key.startswith("param_"):
+            columns[key.removeprefix("param_")] = [
+                None if masked else value
+                for value, masked in zip(values.data, np.ma.getmaskarray(values), strict=True)
+            ]
+    for key, values in cv_results.items():
+        if key != "params" and not key.startswith("param_"):
+            columns[key] = values
+    columns["params"] = cv_results["params"]
+    frame = pd.DataFrame(columns)
+    ranks = [k for k in cv_results if k.startswith("rank_test_")]
+    rank_by = rank_by or (ranks[0] if ranks else None)
+    if rank_by is not None:
+        frame = frame.sort_values(rank_by, kind="stable")
+    return frame
+
+
+def save_results(
+    path: str | os.PathLike,
+    cv_results: dict[str, Any],
+    tasks: pd.DataFrame | None,
+    summary: dict[str, Any],
+) -> None:
+    """Write ``cv_results`` and ``tasks`` as Parquet under the directory ``path``.
+
+    Parameter values that are not plain numbers, strings or booleans (estimators,
+    tuples, mixed types) are stored as their ``repr``; ``params`` as JSON text.
+    """
+    os.makedirs(path, exist_ok=True)
+    frame = results_frame(cv_results)
+    _to_parquet(_plain_columns(frame), os.path.join(path, RESULTS_FILE))
+    if tasks is not None:
+        _to_parquet(_plain_columns(tasks), os.path.join(path, TASKS_FILE))
+    summary = {"layout_version": LAYOUT_VERSION, **summary}
+    tmp = os.path.join(path, SUMMARY_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2, default=repr)
+    os.replace(tmp, os.path.join(path, SUMMARY_FILE))
+
+
+def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+    """Read what :func:`save_results` wrote: (results, tasks or None, summary).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` holds no results file.
+    ValueError
+        If the files are not a raygrid results layout.
+    """
+    import pyarrow.parquet as pq
+
+    results_file = os.path.join(path, RESULTS_FILE)
+    if not os.path.isfile(results_file):
+        raise FileNotFoundError(
+            f"{path}: no {RESULTS_FILE} here; is it a raygrid results directory?"
+        )
+    try:
+        results = pq.read_table(results_file).to_pandas()
+    except Exception as exc:
+        raise ValueError(f"{results_file}: not a readable Parquet file ({exc})") from None
+    if not any(c.startswith("rank_test_") for c in results.columns):
+        raise ValueError(f"{results_file}: not raygrid search results (no rank_test_* column)")
+    tasks_file = os.path.join(path, TASKS_FILE)
+    tasks = pq.read_table(tasks_file).to_pandas() if os.path.isfile(tasks_file) else None
+    summary_file = os.path.join(path, SUMMARY_FILE)
+    summary = {}
+    if os.path.isfile(summary_file):
+        with open(summary_file) as f:
+            summary = json.load(f)
+    return results, tasks, summary
+
+
+def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns Parquet can hold: non-uniform object columns become text."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype != object:
+            continue
+        values = [v for v in out[column] if v is not None]
+        if column == "params":
+            out[column] = [json.dumps(v, default=repr, sort_keys=True) for v in out[column]]
+        elif values and all(isinstance(v, str) for v in values):
+            continue
+        elif values and all(isinstance(v, bool) for v in values):
+            continue
+        elif values and all(
+            isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values
+        ):
+            out[column] = pd.array([None if v is None else float(v) for v in out[column]])
+        else:
+            out[column] = [None if v is None else repr(v) for v in out[column]]
+    return out
+
+
+def _to_parquet(frame: pd.DataFrame, path: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path + ".tmp"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+    os.replace(tmp, path)
