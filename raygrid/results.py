@@ -161,9 +161,9 @@ def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:
         values = [v for v in out[column] if v is not None]
         if column == "params":
             out[column] = [json.dumps(v, default=repr, sort_keys=True) for v in out[column]]
-        elif values and all(isinstance(v, str) for v in values):
-            continue
-        elif values and all(isinstance(v, bool) for v in values):
+        elif values and (
+            all(isinstance(v, str) for v in values) or all(isinstance(v, bool) for v in values)
+        ):
             continue
         elif values and all(
             isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values

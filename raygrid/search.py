@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from numbers import Integral, Real

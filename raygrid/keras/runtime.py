@@ -1,0 +1,178 @@
+"""TensorFlow process hygiene for long-lived worker processes.
+
+Everything here acts on process-wide state, so it is small and explicit:
+
+* :func:`configure_tensorflow` sizes TensorFlow's thread pools to the CPUs the process
+  was given and turns on GPU memory growth. Both must happen before TensorFlow
+  initialises its runtime (the first op, not the import), so the wrappers call it before
+  they touch TensorFlow, and a worker can call it itself even earlier. It acts once per
+  process; later calls are no-ops.
+* :func:`seeded_keras` seeds Keras' global random state for one block (building a
+  user's model) and gives Python's and NumPy's global generators back afterwards.
+* :func:`clear_tensorflow_state` drops the cached compiled training loops, clears Keras'
+  global state and collects garbage.
+
+GPU paths cannot be exercised on the CPU-only machines this package is tested on; the
+GPU branches below only call documented TensorFlow APIs and swallow the ``RuntimeError``
+TensorFlow raises when the devices are already initialised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import random
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_configured = False
+
+
+def thread_count_from_env() -> int | None:
+    """The CPU count this process was given, read from the environment.
+
+    ``RAYGRID_TF_THREADS`` wins, then ``TF_NUM_INTRAOP_THREADS``, then
+    ``OMP_NUM_THREADS`` (which Ray sets to a task's or actor's ``num_cpus``).
+
+    Returns
+    -------
+    int or None
+        None when none of the variables holds a positive integer.
+    """
+    for name in ("RAYGRID_TF_THREADS", "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                count = int(float(value))
+            except ValueError:
+                continue
+            if count > 0:
+                return count
+    return None
+
+
+def configure_tensorflow(
+    num_threads: int | None = None, *, gpu_memory_growth: bool = True
+) -> bool:
+    """Size TensorFlow's thread pools and enable GPU memory growth, once per process.
+
+    Parameters
+    ----------
+    num_threads : int, optional
+        Threads for TensorFlow's intra-op and inter-op pools. Defaults to
+        :func:`thread_count_from_env`; when that is None too, TensorFlow keeps its own
+        defaults (one thread per core).
+    gpu_memory_growth : bool, default=True
+        Let TensorFlow allocate GPU memory on demand instead of reserving each visible
+        device whole, so several workers can share one GPU.
+
+    Returns
+    -------
+    bool
+        True if this call configured the process, False if an earlier call had, or if
+        TensorFlow had already initialised and the settings could not be applied.
+    """
+    global _configured
+    with _lock:
+        if _configured:
+            return False
+        _configured = True
+        import tensorflow as tf
+
+        applied = True
+        threads = num_threads if num_threads is not None else thread_count_from_env()
+        if threads is not None:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+                tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+            except RuntimeError:
+                applied = False
+                logger.debug("TensorFlow already initialised; thread pools left as they are")
+        if gpu_memory_growth:
+            # Listing physical devices does not initialise them.
+            for gpu in tf.config.list_physical_devices("GPU"):
+                try:
+                    tf.config.experimental.set_memory_growth(gpu, True)
+                except RuntimeError:
+                    applied = False
+                    logger.debug("GPU %s already initialised; memory growth unchanged", gpu)
+        return applied
+
+
+def resolve_seed(random_state: Any) -> int:
+    """Turn a ``random_state`` parameter into the fit's integer seed.
+
+    Parameters
+    ----------
+    random_state : int, numpy.random.RandomState or None
+        An int is used as it is. None draws a seed from NumPy's global generator (so
+        ``np.random.seed`` makes unseeded fits repeatable, as in scikit-learn); a
+        ``RandomState`` draws one from itself.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**31 - 1)``.
+    """
+    from sklearn.utils import check_random_state
+
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        seed = int(random_state)
+        if seed < 0:
+            raise ValueError(f"random_state must be non-negative, got {seed}.")
+        return seed
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+@contextlib.contextmanager
+def seeded_keras(seed: int | None) -> Iterator[None]:
+    """Seed Keras' global randomness for one block; restore Python's and NumPy's after.
+
+    ``keras.utils.set_random_seed`` seeds Python's ``random``, NumPy's global generator,
+    TensorFlow's global seed and Keras' own generator; Keras draws the seeds of
+    unseeded initialisers and dropout layers from Python's ``random``. The Python and
+    NumPy generators are given back their previous state, so a seeded fit does not
+    change what the caller draws next. TensorFlow's global seed cannot be restored and
+    stays set.
+
+    Parameters
+    ----------
+    seed : int or None
+        None leaves everything as it is.
+    """
+    if seed is None:
+        yield
+        return
+    import keras
+
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    keras.utils.set_random_seed(int(seed) % (2**32))
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def clear_tensorflow_state() -> None:
+    """Drop the cached compiled training loops, reset Keras' global state, collect garbage.
+
+    Call it between unrelated workloads in a long-lived process; the wrappers do not
+    need it between fits (they keep a bounded cache and hold no other state).
+    """
+    import keras
+
+    from raygrid.keras import training
+
+    training.clear_cache()
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()

@@ -1,0 +1,728 @@
+"""scikit-learn estimators that train Keras networks: parameters, routing, fit/predict/score.
+
+Parameters reach the network three ways:
+
+* named wrapper parameters (``units``, ``learning_rate``, ``epochs``, ...), which shape
+  the default network, the optimizer and the training;
+* ``model__<name>``: keyword arguments of a user's ``model`` callable (the scikeras
+  convention), given to the constructor and searchable like any other parameter;
+* ``fit__<name>`` (``model.fit`` arguments, e.g. ``fit__shuffle=False``) and
+  ``optimizer__<name>`` (optimizer settings, e.g. ``optimizer__momentum=0.9``).
+
+A ``model`` callable may also ask for fit-time facts by naming them as arguments:
+``n_features_in_``, ``input_shape``, ``n_outputs_``, ``n_classes_``, ``classes_``,
+``target_type_`` or ``meta`` (a dict of all of them), and for any named wrapper
+parameter (``units``, ``dropout_rate``, ``optimizer``, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import numbers
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from raygrid.keras import training
+from raygrid.keras.network import (
+    NETWORK_PARAMS,
+    NetworkRecipe,
+    initial_values,
+    loss_from_logits,
+    loss_name,
+    output_width,
+)
+from raygrid.keras.runtime import configure_tensorflow, resolve_seed
+
+#: Prefixes of the routed (``**kwargs``) parameters.
+ROUTED_PREFIXES = ("model__", "fit__", "optimizer__")
+
+# Keyword arguments of fit() that the wrapper interprets itself; others go to model.fit.
+_FIT_OPTIONS = ("epochs", "batch_size", "shuffle", "verbose", "callbacks", "validation_split")
+
+
+def to_python(value: Any) -> Any:
+    """Convert NumPy scalars, also inside lists, tuples and dicts, to Python objects.
+
+    Keras rejects e.g. ``Dense(units=np.int64(32))``, and grids often hold NumPy values.
+    Arrays are left alone.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return type(value)(to_python(v) for v in value)
+    if isinstance(value, dict):
+        return {to_python(k): to_python(v) for k, v in value.items()}
+    return value
+
+
+class _BaseKerasEstimator(BaseEstimator):
+    """Parameters, routing and the fit/predict machinery shared by both wrappers."""
+
+    _task = ""
+
+    # -- parameters ---------------------------------------------------------------
+
+    def _store_routed(self, kwargs: dict[str, Any]) -> None:
+        for key, value in kwargs.items():
+            if not key.startswith(ROUTED_PREFIXES):
+                raise TypeError(
+                    f"{type(self).__name__}.__init__() got an unexpected keyword argument "
+                    f"{key!r} (routed parameters start with one of {ROUTED_PREFIXES})"
+                )
+            setattr(self, key, value)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Get the parameters of this estimator, including routed ``prefix__name`` ones.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of contained estimators.
+
+        Returns
+        -------
+        dict
+        """
+        params = super().get_params(deep=deep)
+        params.update({k: v for k, v in vars(self).items() if k.startswith(ROUTED_PREFIXES)})
+        return params
+
+    def set_params(self, **params: Any) -> _BaseKerasEstimator:
+        """Set parameters, including routed ones such as ``model__hidden``.
+
+        Parameters
+        ----------
+        **params
+            Parameter names and values.
+
+        Returns
+        -------
+        self
+        """
+        plain = {}
+        for key, value in params.items():
+            if key.startswith(ROUTED_PREFIXES):
+                setattr(self, key, value)
+            else:
+                plain[key] = value
+        if plain:
+            super().set_params(**plain)
+        return self
+
+    def _routed(self, params: dict[str, Any], prefix: str) -> dict[str, Any]:
+        return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+
+    # -- pickling -----------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        # Live Keras objects are rebuilt from the recipe and the weights on demand.
+        state.pop("_model_view", None)
+        return state
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_weights")
+
+    # -- fitting ------------------------------------------------------------------
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def _fit_options(
+        self, params: dict[str, Any], fit_params: dict[str, Any]
+    ) -> tuple[training.FitOptions, dict[str, Any]]:
+        """Merge constructor parameters, ``fit__`` parameters and ``fit()`` keywords."""
+        merged = {name: params[name] for name in _FIT_OPTIONS if name in params}
+        merged.update(self._routed(params, "fit__"))
+        merged.update(
+            {k: to_python(v) if k != "validation_data" else v for k, v in fit_params.items()}
+        )
+        extra = {k: merged.pop(k) for k in list(merged) if k not in _FIT_OPTIONS}
+        validation_data = extra.pop("validation_data", None)
+        class_weight = extra.pop("class_weight", params.get("class_weight"))
+
+        epochs = merged.get("epochs", 10)
+        batch_size = merged.get("batch_size", 32)
+        batch_size = 32 if batch_size is None else batch_size
+        split = merged.get("validation_split", 0.0) or 0.0
+        if not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}.")
+        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if not isinstance(split, numbers.Real) or not 0.0 <= split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {split!r}.")
+        callbacks = merged.get("callbacks")
+        if callbacks is not None:
+            # Callbacks hold state (and a model once used): never train with the
+            # estimator's own parameter objects.
+            callbacks = (
+                copy.deepcopy(list(callbacks))
+                if "callbacks" not in fit_params
+                else list(callbacks)
+            )
+        options = training.FitOptions(
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            shuffle=bool(merged.get("shuffle", True)),
+            verbose=int(merged.get("verbose", 0) or 0),
+            callbacks=callbacks or None,
+            validation_split=float(split),
+            fast_path=bool(params.get("fast_path", True)),
+            fit_kwargs=extra,
+        )
+        return options, {"validation_data": validation_data, "class_weight": class_weight}
+
+    def _model_kwargs(
+        self, builder: Any, params: dict[str, Any], meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Arguments for the user's ``model`` callable: ``model__`` values, meta, parameters."""
+        routed = self._routed(params, "model__")
+        signature = inspect.signature(builder)
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        kwargs: dict[str, Any] = {}
+        for name, parameter in signature.parameters.items():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if name in routed:
+                kwargs[name] = routed[name]
+            elif name == "meta":
+                kwargs[name] = dict(meta)
+            elif name in meta:
+                kwargs[name] = meta[name]
+            elif name in params and name != "model" and "__" not in name:
+                kwargs[name] = params[name]
+        unused = [name for name in routed if name not in kwargs]
+        if unused and not takes_any:
+            raise ValueError(
+                f"model__{unused[0]} is not an argument of the model callable "
+                f"{getattr(builder, '__qualname__', builder)!r}."
+            )
+        kwargs.update({name: routed[name] for name in unused})
+        return kwargs
+
+    def _make_recipe(
+        self, params: dict[str, Any], meta: dict[str, Any], head: dict[str, Any]
+    ) -> NetworkRecipe:
+        import keras
+
+        builder = params.get("model")
+        learning_rate = params.get("learning_rate")
+        if learning_rate is not None:
+            if not isinstance(learning_rate, numbers.Real) or learning_rate <= 0:
+                raise ValueError(
+                    f"learning_rate must be a positive number, got {learning_rate!r}."
+                )
+            learning_rate = float(learning_rate)
+        common = {
+            "task": self._task,
+            "input_shape": tuple(meta["input_shape"]),
+            "optimizer": params.get("optimizer", "adam"),
+            "learning_rate": learning_rate,
+            "optimizer_kwargs": self._routed(params, "optimizer__"),
+            "loss": params.get("loss"),
+        }
+        if builder is None:
+            if self._routed(params, "model__"):
+                raise ValueError("model__ parameters need a `model` callable.")
+            build_kwargs = {name: params[name] for name in NETWORK_PARAMS}
+            build_kwargs.update(head)
+            return NetworkRecipe(builder=None, build_kwargs=build_kwargs, **common)
+        if isinstance(builder, keras.Model) or not callable(builder):
+            raise TypeError(
+                "model must be a callable that returns a Keras model (not a model instance); "
+                f"got {type(builder).__name__}."
+            )
+        return NetworkRecipe(
+            builder=builder, build_kwargs=self._model_kwargs(builder, params, meta), **common
+        )
+
+    def _fit_network(
+        self,
+        X: np.ndarray,
+        y: Any,
+        sample_weight: np.ndarray | None,
+        meta: dict[str, Any],
+        head: dict[str, Any],
+        fit_params: dict[str, Any],
+    ) -> None:
+        """Build (or reuse) the network, train it and record the fitted state."""
+        params = to_python(self.get_params(deep=False))
+        options, extras = self._fit_options(params, fit_params)
+        sample_weight = self._weight_samples(sample_weight, y, extras["class_weight"], X)
+        recipe = self._make_recipe(params, meta, head)
+        random_state = params.get("random_state")
+        seed = resolve_seed(random_state)
+        x_sample = X[:1]
+        session = training.acquire(
+            lambda: recipe.build(x_sample),
+            seed=seed,
+            seeded_build=random_state is not None,
+            x_sample=x_sample,
+            static_key=recipe.static_key,
+            initial_values=initial_values if recipe.builder is None else None,
+            learning_rate=recipe.initial_learning_rate(),
+        )
+        with session:
+            self._set_output_format(session.model, x_sample)
+            y_encoded = self._encode_y(y)
+            if extras["validation_data"] is not None:
+                options.validation_data = self._encode_validation(extras["validation_data"])
+            result = session.fit(X, y_encoded, sample_weight, options, seed)
+        self._recipe = recipe
+        self._weights = result.weights
+        self._model_key = result.key
+        self._weights_token = result.token
+        self.__dict__.pop("_model_view", None)
+        self.history_ = result.history
+        self.fit_path_ = result.path
+
+    def _encode_validation(self, data: Any) -> tuple:
+        if not isinstance(data, tuple | list) or len(data) not in (2, 3):
+            raise ValueError("validation_data must be (X, y) or (X, y, sample_weight).")
+        x_val = self._validate_X(data[0], reset=False)
+        y_val = self._encode_y(self._check_y_like_fit(data[1]))
+        if len(data) == 3 and data[2] is not None:
+            return x_val, y_val, _check_sample_weight(data[2], x_val, dtype=np.float32)
+        return x_val, y_val
+
+    def _weight_samples(
+        self, sample_weight: Any, y: Any, class_weight: Any, X: np.ndarray
+    ) -> np.ndarray | None:
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float32, ensure_non_negative=True
+            )
+        return sample_weight
+
+    def _forward(self, X: Any) -> np.ndarray:
+        """Network outputs for ``X`` (validated), through the process' compiled-model cache."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        recipe = self._recipe
+        return training.predict(
+            lambda: recipe.build(X[:1]), self._model_key, self._weights, self._weights_token, X
+        )
+
+    @property
+    def model_(self) -> Any:
+        """A standalone Keras model holding the fitted weights (built on first access)."""
+        check_is_fitted(self)
+        model = self.__dict__.get("_model_view")
+        if model is None:
+            model = self._recipe.build(np.zeros((1, *self._recipe.input_shape), np.float32))
+            model.set_weights(self._weights)
+            self.__dict__["_model_view"] = model
+        return model
+
+    # -- hooks for the subclasses -------------------------------------------------
+
+    def _set_output_format(self, model: Any, x_sample: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _encode_y(self, y: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_y_like_fit(self, y: Any) -> np.ndarray:
+        raise NotImplementedError
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    model : callable, optional
+        Returns a Keras model (compiled or not; an uncompiled one is compiled with
+        ``optimizer``, ``learning_rate`` and ``loss``). Its arguments are filled from
+        ``model__<name>`` parameters, fit-time facts (``n_features_in_``,
+        ``input_shape``, ``n_outputs_``, ``n_classes_``, ``classes_``,
+        ``target_type_``, ``meta``) and same-named wrapper parameters. None builds the
+        default network: ``n_layers`` hidden ``Dense(units, activation)`` layers (or
+        ``hidden_layer_sizes``), each followed by ``Dropout(dropout_rate)`` when that is
+        non-zero, then the output layer.
+    units : int, default=32
+        Width of each hidden layer of the default network.
+    n_layers : int, default=1
+        Number of hidden layers of the default network.
+    hidden_layer_sizes : tuple of int, optional
+        Widths of the hidden layers; overrides ``units`` and ``n_layers``.
+    activation : str or callable, default="relu"
+        Activation of the hidden layers.
+    dropout_rate : float, default=0.0
+        Dropout rate after each hidden layer.
+    optimizer : str, keras optimizer class or instance, default="adam"
+        E.g. ``"adam"``, ``"sgd"``, ``"rmsprop"``; ``optimizer__<name>`` parameters set
+        its other arguments (``optimizer__momentum=0.9``).
+    learning_rate : float, default=0.001
+        The optimizer's learning rate; None keeps the optimizer's own.
+    loss : str or keras loss, optional
+        Used when the wrapper compiles the model; None picks {default_loss}.
+    epochs : int, default=10
+    batch_size : int, default=32
+    validation_split : float, default=0.0
+        Fraction of the training data held out (from its end) for Keras' validation
+        metrics, e.g. for ``EarlyStopping(monitor="val_loss")``.
+    callbacks : list of keras callbacks, optional
+        Copied for every fit.{class_weight_doc}
+    random_state : int or None, default=None
+        Seeds weights, dropout and shuffling: the same seed gives the same predictions
+        in any process (with the same TensorFlow thread count). None gives ordinary
+        randomness.
+    fast_path : bool, default=True
+        Train with the compiled, cached training loop when the options allow it
+        (no callbacks, validation or extra ``model.fit`` arguments, ``verbose=0``);
+        False always uses ``model.fit``. Both give the same result for the same seed.
+    verbose : int, default=0
+        ``model.fit`` verbosity; non-zero uses ``model.fit``.
+    **kwargs
+        Routed parameters: ``model__<name>``, ``fit__<name>``, ``optimizer__<name>``.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` had string column names.
+    history_ : dict
+        Per-epoch training loss (and what ``model.fit`` logged).
+    fit_path_ : str
+        ``"fast"`` or ``"keras"``: the training loop used.
+    model_ : keras.Model
+        The fitted network (built on first access; not pickled, rebuilt on demand).
+"""
+
+
+class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
+    __doc__ = (
+        """A scikit-learn classifier that trains a Keras network (TensorFlow backend).
+
+    Labels may be any values scikit-learn accepts (strings, non-contiguous integers,
+    binary or multiclass); ``predict`` returns them, ``predict_proba`` has one column per
+    class in ``classes_`` order and ``score`` is accuracy.
+"""
+        + _PARAMS_DOC.format(
+            default_loss="sparse categorical cross-entropy (binary cross-entropy for a "
+            "one-unit output)",
+            class_weight_doc="""
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class label, multiplied into the sample weights.""",
+        )
+        + """    classes_ : ndarray of shape (n_classes,)
+    n_classes_ : int
+
+    Examples
+    --------
+    >>> from raygrid.keras import KerasClassifier
+    >>> clf = KerasClassifier(units=64, epochs=20, random_state=0)  # doctest: +SKIP
+    >>> clf.fit(X, y).predict_proba(X).shape  # doctest: +SKIP
+    (n_samples, n_classes)
+"""
+    )
+
+    _task = "classification"
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        units: int = 32,
+        n_layers: int = 1,
+        hidden_layer_sizes: tuple[int, ...] | None = None,
+        activation: Any = "relu",
+        dropout_rate: float = 0.0,
+        optimizer: Any = "adam",
+        learning_rate: float | None = 0.001,
+        loss: Any = None,
+        epochs: int = 10,
+        batch_size: int = 32,
+        validation_split: float = 0.0,
+        callbacks: list | None = None,
+        class_weight: dict | str | None = None,
+        random_state: int | None = None,
+        fast_path: bool = True,
+        verbose: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.model = model
+        self.units = units
+        self.n_layers = n_layers
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout_rate = dropout_rate
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.loss = loss
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_split = validation_split
+        self.callbacks = callbacks
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.fast_path = fast_path
+        self.verbose = verbose
+        self._store_routed(kwargs)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> KerasClassifier:
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), optional
+        **fit_params
+            ``class_weight``, ``epochs``, ``batch_size``, ``shuffle``, ``verbose``,
+            ``callbacks``, ``validation_split``, ``validation_data`` (in label space) or
+            any other ``model.fit`` argument; they override the constructor's values.
+
+        Returns
+        -------
+        self
+        """
+        configure_tensorflow()
+        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True)
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        self.n_classes_ = len(self.classes_)
+        if self.n_classes_ < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes; got one class "
+                f"({self.classes_[0]!r})."
+            )
+        meta = {
+            "n_features_in_": self.n_features_in_,
+            "input_shape": tuple(X.shape[1:]),
+            "n_classes_": self.n_classes_,
+            "n_outputs_": self.n_classes_,
+            "classes_": self.classes_,
+            "target_type_": type_of_target(y),
+        }
+        binary_head = self.n_classes_ == 2 and "binary" in loss_name(self.loss)
+        head = (
+            {"n_outputs": 1, "output_activation": "sigmoid"}
+            if binary_head
+            else {"n_outputs": self.n_classes_, "output_activation": "softmax"}
+        )
+        self._fit_network(X, y_index, sample_weight, meta, head, fit_params)
+        return self
+
+    def _weight_samples(
+        self, sample_weight: Any, y: Any, class_weight: Any, X: np.ndarray
+    ) -> np.ndarray | None:
+        sample_weight = super()._weight_samples(sample_weight, y, class_weight, X)
+        if class_weight is None:
+            return sample_weight
+        weights = compute_sample_weight(class_weight, self.classes_[y]).astype(np.float32)
+        return weights if sample_weight is None else sample_weight * weights
+
+    def _set_output_format(self, model: Any, x_sample: np.ndarray) -> None:
+        width = output_width(model, x_sample)
+        loss = getattr(model, "loss", None)
+        name = loss_name(loss)
+        if width == 1:
+            if self.n_classes_ != 2:
+                raise ValueError(
+                    f"The model has one output unit but y has {self.n_classes_} classes."
+                )
+            self._target_encoding = "binary"
+        elif width != self.n_classes_:
+            raise ValueError(
+                f"The model's output has {width} units but y has {self.n_classes_} classes."
+            )
+        else:
+            self._target_encoding = "sparse" if "sparse" in name else "onehot"
+        self._output_logits = loss_from_logits(loss)
+
+    def _check_y_like_fit(self, y: Any) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        index = np.searchsorted(self.classes_, y)
+        index = np.clip(index, 0, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[index], y):
+            raise ValueError("validation y holds labels not seen in the training y.")
+        return index
+
+    def _encode_y(self, y_index: np.ndarray) -> np.ndarray:
+        y_index = np.asarray(y_index)
+        if self._target_encoding == "sparse":
+            return y_index.astype(np.int32)
+        if self._target_encoding == "binary":
+            return y_index.astype(np.float32).reshape(-1, 1)
+        return np.eye(self.n_classes_, dtype=np.float32)[y_index]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns in ``classes_`` order, rows summing to 1 (also for two classes).
+        """
+        out = self._forward(X).astype(np.float64)
+        if out.ndim == 1:
+            out = out.reshape(-1, 1)
+        if out.shape[1] == 1:
+            p = 1.0 / (1.0 + np.exp(-out[:, 0])) if self._output_logits else out[:, 0]
+            p = np.clip(p, 0.0, 1.0)
+            return np.column_stack([1.0 - p, p])
+        if self._output_logits:
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+        out = np.clip(out, 0.0, None)
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
+    __doc__ = (
+        """A scikit-learn regressor that trains a Keras network (TensorFlow backend).
+
+    ``y`` may have one or several columns; ``predict`` returns the same shape (1-D for
+    1-D ``y``) and ``score`` is R².
+"""
+        + _PARAMS_DOC.format(default_loss="mean squared error", class_weight_doc="")
+        + """    n_outputs_ : int
+        Number of target columns.
+"""
+    )
+
+    _task = "regression"
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        units: int = 32,
+        n_layers: int = 1,
+        hidden_layer_sizes: tuple[int, ...] | None = None,
+        activation: Any = "relu",
+        dropout_rate: float = 0.0,
+        optimizer: Any = "adam",
+        learning_rate: float | None = 0.001,
+        loss: Any = None,
+        epochs: int = 10,
+        batch_size: int = 32,
+        validation_split: float = 0.0,
+        callbacks: list | None = None,
+        random_state: int | None = None,
+        fast_path: bool = True,
+        verbose: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.model = model
+        self.units = units
+        self.n_layers = n_layers
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout_rate = dropout_rate
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.loss = loss
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_split = validation_split
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.fast_path = fast_path
+        self.verbose = verbose
+        self._store_routed(kwargs)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = True
+        return tags
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> KerasRegressor:
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+        **fit_params
+            ``epochs``, ``batch_size``, ``shuffle``, ``verbose``, ``callbacks``,
+            ``validation_split``, ``validation_data`` or any other ``model.fit``
+            argument; they override the constructor's values.
+
+        Returns
+        -------
+        self
+        """
+        configure_tensorflow()
+        X, y = validate_data(
+            self, X, y, dtype=np.float32, allow_nd=True, multi_output=True, y_numeric=True
+        )
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        y = np.asarray(y)
+        self._y_1d = y.ndim == 1
+        y2 = y.reshape(len(y), -1).astype(np.float32)
+        self.n_outputs_ = y2.shape[1]
+        meta = {
+            "n_features_in_": self.n_features_in_,
+            "input_shape": tuple(X.shape[1:]),
+            "n_outputs_": self.n_outputs_,
+            "target_type_": type_of_target(y),
+        }
+        head = {"n_outputs": self.n_outputs_, "output_activation": "linear"}
+        self._fit_network(X, y2, sample_weight, meta, head, fit_params)
+        return self
+
+    def _set_output_format(self, model: Any, x_sample: np.ndarray) -> None:
+        width = output_width(model, x_sample)
+        if width != self.n_outputs_:
+            raise ValueError(
+                f"The model's output has {width} units but y has {self.n_outputs_} columns."
+            )
+
+    def _check_y_like_fit(self, y: Any) -> np.ndarray:
+        return np.asarray(y, dtype=np.float32).reshape(len(y), -1)
+
+    def _encode_y(self, y: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            float64; 1-D when the model was fitted on 1-D ``y``.
+        """
+        out = self._forward(X).astype(np.float64).reshape(-1, self.n_outputs_)
+        return out[:, 0] if self._y_1d else out
