@@ -23,7 +23,8 @@
 #     that inherited this cluster's marker variable, e.g. workers and job drivers). It
 #     never runs `ray stop`, which would kill every Ray process on the machine.
 #
-# Environment overrides: RAYGRID_LOCAL_DIR, RAYGRID_CLIENT_PORT (default 10001),
+# Environment overrides: RAYGRID_LOCAL_DIR, RAYGRID_CLIENT_PORT (default 10001; must lie
+# outside Ray's worker port range 10002-19999),
 # RAYGRID_AGENT_PORT_BASE (default 52370, node i uses base+i;
 # Ray's own default 52365 is left to plain ray.init() sessions), RAYGRID_START_TIMEOUT
 # (seconds, default 120).
@@ -37,6 +38,7 @@ LOG_DIR="$STATE_DIR/logs"
 RAY_TMP="$STATE_DIR/ray"
 MARKER_VAR="RAYGRID_LOCAL_CLUSTER"
 START_TIMEOUT="${RAYGRID_START_TIMEOUT:-120}"
+START_OK=0
 
 die() {
     echo "local.sh: error: $*" >&2
@@ -55,6 +57,11 @@ find_ray() {
 }
 
 pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+
+# True if the process carries this cluster's marker (guards against recycled PIDs).
+is_ours() {
+    { tr '\0' '\n' <"/proc/$1/environ"; } 2>/dev/null | grep -qxF "${MARKER_VAR}=${STATE_DIR}"
+}
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -82,7 +89,7 @@ running_pids() {
     for f in "$PID_DIR"/*.pid; do
         local p
         p="$(cat "$f")"
-        pid_alive "$p" && echo "$p"
+        pid_alive "$p" && is_ours "$p" && echo "$p"
     done
     shopt -u nullglob
     return 0
@@ -95,9 +102,7 @@ marked_pids() {
     for d in /proc/[0-9]*; do
         p="${d#/proc/}"
         [[ "$p" == "$$" ]] && continue
-        if { tr '\0' '\n' <"$d/environ"; } 2>/dev/null | grep -qxF "${MARKER_VAR}=${STATE_DIR}"; then
-            echo "$p"
-        fi
+        is_ours "$p" && echo "$p"
     done
     return 0
 }
@@ -136,10 +141,6 @@ cmd_start() {
             *) die "unknown argument: $1" ;;
         esac
     done
-    local n
-    for n in "$n_workers" "$gpus" "$gcs_port" "$dash_port" "$obj_mb"; do
-        [[ "$n" =~ ^[0-9]+$ ]] || die "not a non-negative integer: $n"
-    done
     local ncpu
     ncpu="$(nproc 2>/dev/null || echo 1)"
     [[ -n "$cpus" ]] || cpus="$ncpu"
@@ -147,6 +148,10 @@ cmd_start() {
     if [[ -z "$head_cpus" ]]; then
         if ((n_workers > 0)); then head_cpus=0; else head_cpus="$ncpu"; fi
     fi
+    local n
+    for n in "$n_workers" "$gpus" "$cpus" "$head_cpus" "$gcs_port" "$dash_port" "$obj_mb"; do
+        [[ "$n" =~ ^[0-9]+$ ]] || die "not a non-negative integer: $n"
+    done
     local client_port="${RAYGRID_CLIENT_PORT:-10001}"
     local agent_base="${RAYGRID_AGENT_PORT_BASE:-52370}"
 
@@ -162,6 +167,7 @@ cmd_start() {
     done
 
     (umask 077 && mkdir -p "$STATE_DIR")
+    [[ -O "$STATE_DIR" && ! -L "$STATE_DIR" ]] || die "$STATE_DIR is not a directory of yours"
     chmod 700 "$STATE_DIR"
     rm -rf "$PID_DIR" "$LOG_DIR" "$RAY_TMP"
     mkdir -p "$PID_DIR" "$LOG_DIR" "$RAY_TMP"
@@ -193,6 +199,9 @@ N_WORKERS=$n_workers
 AUTH=$auth
 EOF
 
+    # From here on, a failure stops whatever nodes were already started.
+    trap 'if ((!START_OK)); then echo "local.sh: start failed; stopping the nodes started so far" >&2; cmd_stop >&2 || true; fi' EXIT
+
     local common=(--block --disable-usage-stats
         --object-store-memory "$((obj_mb * 1024 * 1024))")
 
@@ -221,6 +230,8 @@ EOF
         wait_started "worker $i" "$!" "$LOG_DIR/worker$i.log"
     done
 
+    # shellcheck disable=SC2034  # read by the EXIT trap
+    START_OK=1
     echo
     echo "Ray cluster up: 1 head + $n_workers worker(s). Logs: $LOG_DIR"
     echo "Connect a client (raygrid, ray.init(), ray job submit) from this shell with:"
@@ -251,12 +262,12 @@ cmd_stop() {
     shopt -s nullglob
     for f in "$PID_DIR"/worker*.pid; do
         p="$(cat "$f")"
-        pid_alive "$p" && workers+=("$p")
+        pid_alive "$p" && is_ours "$p" && workers+=("$p")
     done
     shopt -u nullglob
     if [[ -f "$PID_DIR/head.pid" ]]; then
         p="$(cat "$PID_DIR/head.pid")"
-        pid_alive "$p" && head="$p"
+        pid_alive "$p" && is_ours "$p" && head="$p"
     fi
     if ((${#workers[@]})); then
         echo "Stopping ${#workers[@]} worker node(s): ${workers[*]}"
@@ -288,7 +299,7 @@ cmd_status() {
     shopt -s nullglob
     for f in "$PID_DIR"/*.pid; do
         p="$(cat "$f")"
-        if pid_alive "$p"; then
+        if pid_alive "$p" && is_ours "$p"; then
             echo "$(basename "$f" .pid): running (pid $p)"
             any=1
         else
