@@ -48,10 +48,10 @@ def check_fit_failures(records: list[dict[str, Any]], error_score: Any) -> None:
 
 
 def fill_failed_multimetric(records: list[dict[str, Any]], error_score: Any) -> None:
-    """Give failed fits a score per metric when a callable scorer turned out multimetric.
+    """Give failed fits a score per metric when the scoring is multimetric.
 
     A failed fit only knows ``error_score``; which metric names to fill is learnt from
-    the first successful fit.
+    the first successful fit (a callable scorer's names are only known once called).
     """
     ok = next((r["test_scores"] for r in records if r["fit_error"] is None), None)
     if not isinstance(ok, dict):

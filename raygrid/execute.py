@@ -15,6 +15,7 @@ import math
 import os
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -29,6 +30,10 @@ from raygrid.worker import FitWorker, SearchData
 # A batch of fits aims at about this much work, so per-call overhead stays small.
 _TARGET_CALL_SECONDS = 0.2
 _MAX_BATCH = 256
+# A worker whose resident memory passes this after a batch is replaced by a fresh one.
+WORKER_MAX_RSS = 4 * 2**30
+# Idle workers are kept this long after a search, for the next one to start warm.
+IDLE_SECONDS = 10.0
 
 
 def connect(address: str | None) -> None:
@@ -116,57 +121,113 @@ def count_slots(num_cpus: float, num_gpus: float) -> int:
     return total
 
 
-@dataclass
+@dataclass(frozen=True)
 class SlotSpec:
-    """The resources of one slot and how workers holding it are restarted."""
+    """The resources of one slot: what each worker holds for its whole life."""
 
     num_cpus: float
     num_gpus: float
-    max_retries: int
-
-    def key(self) -> tuple:
-        return (self.num_cpus, self.num_gpus, self.max_retries)
 
 
 class WorkerPool:
-    """Long-lived fit workers, one per slot, reused by later searches of this process."""
+    """Long-lived fit workers, one per slot, kept warm between searches of this process.
+
+    A pool is held by one search at a time (:meth:`acquire`, :meth:`release`). Once
+    released, its workers stay alive for ``IDLE_SECONDS`` so that a following search
+    starts warm, then are killed so that an idle driver does not keep cluster resources.
+    Acquiring a pool of another slot size releases idle pools of other sizes first.
+    """
 
     _pools: dict[tuple, WorkerPool] = {}
+    _lock = threading.RLock()
 
     def __init__(self, spec: SlotSpec) -> None:
         self.spec = spec
         self.actors: list[Any] = []
-        self._cluster = _cluster_id()
+        self.in_use = False
+        self._timer: threading.Timer | None = None
 
     @classmethod
-    def get(cls, spec: SlotSpec, size: int) -> WorkerPool:
-        """A pool of at least ``size`` workers for ``spec`` (created on first use)."""
-        key = (_cluster_id(), *spec.key())
-        pool = cls._pools.get(key)
-        if pool is None:
-            pool = cls._pools[key] = WorkerPool(spec)
+    def acquire(cls, spec: SlotSpec, size: int) -> WorkerPool:
+        """The pool for ``spec``, grown to ``size`` workers, marked in use."""
+        key = (_cluster_id(), spec)
+        with cls._lock:
+            for other_key, other in list(cls._pools.items()):
+                if other_key != key and not other.in_use:
+                    other.shutdown()
+            pool = cls._pools.get(key)
+            if pool is None:
+                pool = cls._pools[key] = WorkerPool(spec)
+            if pool._timer is not None:
+                pool._timer.cancel()
+            pool.in_use = True
         pool._grow(size)
         return pool
 
+    def release(self) -> None:
+        """End this search's use of the pool; its workers go after ``IDLE_SECONDS``."""
+        with self._lock:
+            self.in_use = False
+            if self.actors:
+                self._timer = threading.Timer(IDLE_SECONDS, self._expire)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if not self.in_use and ray.is_initialized():
+                self.shutdown()
+
     def _grow(self, size: int) -> None:
-        actor_class = ray.remote(FitWorker).options(
-            num_cpus=self.spec.num_cpus,
-            num_gpus=self.spec.num_gpus,
-            max_restarts=self.spec.max_retries,
-            max_task_retries=self.spec.max_retries,
-            scheduling_strategy="SPREAD",
-        )
         while len(self.actors) < size:
-            self.actors.append(actor_class.remote(self.spec.num_cpus, self.spec.num_gpus))
+            self.add()
+
+    def add(self) -> Any:
+        """Start one more worker holding one slot."""
+        # Lost workers are replaced by the scheduler, which counts each task's attempts;
+        # Ray itself restarts nothing.
+        actor = (
+            ray.remote(FitWorker)
+            .options(
+                num_cpus=self.spec.num_cpus,
+                num_gpus=self.spec.num_gpus,
+                max_restarts=0,
+                max_task_retries=0,
+                scheduling_strategy="SPREAD",
+            )
+            .remote(self.spec.num_cpus, self.spec.num_gpus)
+        )
+        self.actors.append(actor)
+        return actor
+
+    def discard(self, actor: Any) -> None:
+        """Kill one worker and drop it from the pool."""
+        ray.kill(actor, no_restart=True)
+        self.actors = [a for a in self.actors if a is not actor]
 
     def shutdown(self) -> None:
         """Kill every worker now (pending and running fits included) and forget the pool."""
-        for actor in self.actors:
-            ray.kill(actor, no_restart=True)
-        self.actors = []
-        for key, pool in list(self._pools.items()):
-            if pool is self:
-                del self._pools[key]
+        with self._lock:
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
+            self.actors = []
+            for key, pool in list(self._pools.items()):
+                if pool is self:
+                    del self._pools[key]
+
+
+def release_workers() -> None:
+    """Kill the warm workers of every idle pool now, freeing their cluster resources."""
+    with WorkerPool._lock:
+        for pool in list(WorkerPool._pools.values()):
+            if not pool.in_use:
+                pool.shutdown()
 
 
 def _cluster_id() -> str:
@@ -186,50 +247,120 @@ def run_tasks(
     tasks: Iterable[Task],
     *,
     max_in_flight: int,
+    max_retries: int,
     on_records: Callable[[list[dict[str, Any]]], None],
 ) -> None:
-    """Run ``tasks`` on the first ``n_slots`` workers of ``pool``.
+    """Run ``tasks`` on ``n_slots`` workers of ``pool``.
 
     Tasks are handed out in the order given, in batches, at most ``max_in_flight`` fits
     queued or running at once. ``on_records`` is called with each batch's records as
-    soon as it finishes (in completion order) and may raise to stop the search; on any
-    exception, including ``KeyboardInterrupt``, every worker of the pool is killed so
-    nothing keeps running, and the exception propagates.
+    soon as it finishes (in completion order) and may raise to stop the search.
+
+    A worker that dies (process killed, node lost) costs its batches one attempt each:
+    they go back to the front of the queue, and the slot gets a fresh worker if the
+    cluster still has room for it. A task that has used ``1 + max_retries`` attempts
+    stops the search. On any exception, including ``KeyboardInterrupt``, every worker of
+    the pool is killed, so nothing keeps running, and the exception propagates.
     """
-    queue = deque(tasks)
-    actors = pool.actors[:n_slots]
-    per_actor = max(1, max_in_flight // max(1, len(actors)))
-    sizer = _BatchSizer(n_slots)
-    in_flight: dict[ray.ObjectRef, tuple[Any, list[Task]]] = {}
-    busy = {i: 0 for i in range(len(actors))}
-
-    def submit(slot: int) -> None:
-        while queue and busy[slot] < min(per_actor, 2):
-            batch = [queue.popleft() for _ in range(min(sizer.size(len(queue)), len(queue)))]
-            name = batch[0].name if len(batch) == 1 else f"{batch[0].name} (+{len(batch) - 1})"
-            ref = (
-                actors[slot]
-                .run.options(name=name)
-                .remote([data_ref], [(t.index, t.params, t.split) for t in batch])
-            )
-            in_flight[ref] = (slot, batch)
-            busy[slot] += 1
-
     try:
-        for slot in range(len(actors)):
-            submit(slot)
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in ready:
-                slot, batch = in_flight.pop(ref)
-                busy[slot] -= 1
-                records = _get(ref, batch, pool.spec.max_retries)
-                sizer.observe(records)
-                on_records(records)
-                submit(slot)
+        scheduler = _Scheduler(pool, n_slots, data_ref, max_in_flight, max_retries, on_records)
+        scheduler.run(deque(tasks))
     except BaseException:
         pool.shutdown()
         raise
+
+
+class _Scheduler:
+    """The driver's loop: keep each slot's worker fed, collect, retry lost work."""
+
+    def __init__(self, pool, n_slots, data_ref, max_in_flight, max_retries, on_records) -> None:
+        self.pool = pool
+        self.max_retries = max_retries
+        self.data_ref = data_ref
+        self.on_records = on_records
+        pool._grow(n_slots)
+        self.slots: dict[int, Any] = dict(enumerate(pool.actors[:n_slots]))
+        self.depth = max(1, min(2, max_in_flight // max(1, n_slots)))
+        self.sizer = _BatchSizer(n_slots)
+        self.in_flight: dict[ray.ObjectRef, tuple[int, Any, list[Task]]] = {}
+        self.busy = dict.fromkeys(self.slots, 0)
+        self.attempts: dict[int, int] = {}
+        self.recycle: set[int] = set()
+
+    def run(self, queue: deque[Task]) -> None:
+        self.queue = queue
+        for slot in list(self.slots):
+            self._submit(slot)
+        while self.in_flight:
+            ready, _ = ray.wait(list(self.in_flight), num_returns=1)
+            for ref in ready:
+                slot, actor, batch = self.in_flight.pop(ref)
+                current = self.slots.get(slot) is actor
+                if current:
+                    self.busy[slot] -= 1
+                try:
+                    records = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+                    self._lost(slot, actor, batch, exc)
+                    continue
+                for record in records:
+                    record["attempts"] = self.attempts.get(record["index"], 0) + 1
+                self.sizer.observe(records)
+                if records and records[-1].get("worker_rss", 0) > WORKER_MAX_RSS:
+                    self.recycle.add(slot)
+                self.on_records(records)
+                self._submit(slot)
+            if self.queue and not self.slots:
+                raise RuntimeError(
+                    "Every Ray worker of this search was lost and the cluster has no room "
+                    f"left for a new one; {len(self.queue)} fits did not run."
+                )
+
+    def _submit(self, slot: int) -> None:
+        if slot in self.recycle and self.busy[slot] == 0:
+            self.recycle.discard(slot)
+            self._replace(slot)
+        if slot not in self.slots:
+            return
+        while self.queue and self.busy[slot] < self.depth and slot not in self.recycle:
+            size = min(self.sizer.size(len(self.queue)), len(self.queue))
+            batch = [self.queue.popleft() for _ in range(size)]
+            name = batch[0].name if size == 1 else f"{batch[0].name} (+{size - 1})"
+            ref = (
+                self.slots[slot]
+                .run.options(name=name)
+                .remote([self.data_ref], [(t.index, t.params, t.split) for t in batch])
+            )
+            self.in_flight[ref] = (slot, self.slots[slot], batch)
+            self.busy[slot] += 1
+
+    def _lost(self, slot: int, actor: Any, batch: list[Task], error: Exception) -> None:
+        """A worker died with ``batch`` queued or running on it: retry it elsewhere."""
+        for task in batch:
+            self.attempts[task.index] = self.attempts.get(task.index, 0) + 1
+            if self.attempts[task.index] > self.max_retries:
+                raise RuntimeError(
+                    f"{task.name!r} was lost {self.attempts[task.index]} times with its "
+                    f"Ray worker (max_retries={self.max_retries}): {error}"
+                ) from error
+        self.queue.extendleft(reversed(batch))
+        if self.slots.get(slot) is actor:
+            self._replace(slot)
+        for other in list(self.slots):
+            self._submit(other)
+
+    def _replace(self, slot: int) -> None:
+        """Give ``slot`` a fresh worker, or close it if the cluster has no room left."""
+        old = self.slots.pop(slot)
+        self.busy[slot] = 0
+        self.pool.discard(old)
+        spec = self.pool.spec
+        try:
+            capacity = count_slots(spec.num_cpus, spec.num_gpus)
+        except ValueError:
+            capacity = 0
+        if len(self.slots) < capacity:
+            self.slots[slot] = self.pool.add()
 
 
 def refit_on_pool(pool: WorkerPool, data_ref: ray.ObjectRef, params: dict) -> dict[str, Any]:
@@ -244,16 +375,6 @@ def refit_on_pool(pool: WorkerPool, data_ref: ray.ObjectRef, params: dict) -> di
     except BaseException:
         pool.shutdown()
         raise
-
-
-def _get(ref: ray.ObjectRef, batch: list[Task], max_retries: int) -> list[dict[str, Any]]:
-    try:
-        return ray.get(ref)
-    except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
-        raise RuntimeError(
-            f"A Ray worker running {batch[0].name!r} was lost and could not be recovered "
-            f"after max_retries={max_retries} restarts: {exc}"
-        ) from exc
 
 
 class _BatchSizer:

@@ -74,3 +74,64 @@ def short_time(seconds: float) -> str:
     if seconds > 60:
         return f"{seconds / 60.0:4.1f}min"
     return f" {seconds:5.1f}s"
+
+
+class ProgressBar:
+    """A tqdm bar on the driver: fits done / total, failures, ETA, best score so far.
+
+    ``show`` is the search's ``progress``: ``"auto"`` shows the bar when stderr is a
+    terminal or in a notebook, ``True`` always, ``False`` never. The best score is the
+    best mean test score (first metric) among candidates whose every split has finished.
+    """
+
+    def __init__(self, show: bool | str, total: int, n_splits: int, done: int = 0) -> None:
+        self.bar = None
+        self.n_splits = n_splits
+        self.failures = 0
+        self.best: float | None = None
+        self._scores: dict[int, list[float]] = {}
+        if show == "auto":
+            show = _interactive()
+        if show:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total, initial=done, desc="raygrid", unit="fit", dynamic_ncols=True
+            )
+
+    def update(self, candidate: int, record: dict[str, Any]) -> None:
+        """Count one finished fit of ``candidate``."""
+        if self.bar is None:
+            return
+        if record["fit_error"] is not None:
+            self.failures += 1
+        score = record["test_scores"]
+        if isinstance(score, dict):
+            score = next(iter(score.values()))
+        scores = self._scores.setdefault(candidate, [])
+        scores.append(float(score))
+        if len(scores) == self.n_splits:
+            mean = sum(scores) / len(scores)
+            if mean == mean and (self.best is None or mean > self.best):
+                self.best = mean
+        postfix = {"failed": self.failures}
+        if self.best is not None:
+            postfix["best"] = f"{self.best:.4f}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _interactive() -> bool:
+    import sys
+
+    try:
+        shell = get_ipython().__class__.__name__  # type: ignore[name-defined]  # noqa: F821
+        if shell == "ZMQInteractiveShell":
+            return True
+    except NameError:
+        pass
+    return sys.stderr is not None and sys.stderr.isatty()

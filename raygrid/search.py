@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import os
 import pickle
-import warnings
 from numbers import Integral, Real
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import GridSearchCV, check_cv
 from sklearn.utils import get_tags, indexable
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from raygrid import aggregate, execute, plan, progress, validate
+from raygrid import journal as journal_lib
 from raygrid import results as results_tables
+from raygrid.collect import Collector, raise_from_worker
 from raygrid.worker import SearchData
 
 
@@ -73,6 +73,18 @@ class RayGridSearchCV(GridSearchCV):
     ray_address : str, default=None
         Ray cluster to connect to when Ray is not initialised yet; ``None`` reads
         ``RAY_ADDRESS`` and otherwise starts a local Ray.
+    results_dir : str or path-like, default=None
+        A directory where every finished fit is journaled as it arrives (Parquet). A
+        later ``fit`` of the same search (same estimator, scoring, data and fit params)
+        with the same ``results_dir`` reuses the journaled fits and runs only the
+        missing ones; the ``cv_results_`` are those of an uninterrupted run.
+    max_consecutive_failures : int, default=None
+        Stop the search once this many fits in a row have failed, raising an error with
+        the first of their tracebacks. ``None`` never stops (scikit-learn's behaviour).
+    progress : bool or 'auto', default='auto'
+        A progress bar on the driver (fits done, failures, ETA, best mean score so far):
+        ``'auto'`` shows it when stderr is a terminal or in a notebook. It never
+        changes what ``verbose`` prints.
 
     Attributes
     ----------
@@ -99,6 +111,9 @@ class RayGridSearchCV(GridSearchCV):
         "num_gpus_per_task": [Interval(Real, 0, None, closed="left")],
         "max_retries": [Interval(Integral, 0, None, closed="left")],
         "ray_address": [str, None],
+        "results_dir": [str, os.PathLike, None],
+        "max_consecutive_failures": [Interval(Integral, 1, None, closed="left"), None],
+        "progress": ["boolean", StrOptions({"auto"})],
     }
 
     def __init__(
@@ -118,6 +133,9 @@ class RayGridSearchCV(GridSearchCV):
         num_gpus_per_task=0,
         max_retries=3,
         ray_address=None,
+        results_dir=None,
+        max_consecutive_failures=None,
+        progress="auto",
     ):
         super().__init__(
             estimator=estimator,
@@ -135,6 +153,9 @@ class RayGridSearchCV(GridSearchCV):
         self.num_gpus_per_task = num_gpus_per_task
         self.max_retries = max_retries
         self.ray_address = ray_address
+        self.results_dir = results_dir
+        self.max_consecutive_failures = max_consecutive_failures
+        self.progress = progress
 
     def fit(self, X, y=None, **params):
         """Run fit with all sets of parameters, as Ray tasks.
@@ -198,61 +219,68 @@ class RayGridSearchCV(GridSearchCV):
         if self.verbose > 0:
             print(progress.start_line(n_splits, len(candidates)))
 
-        # 3. Execute on Ray.
+        # 3. Execute on Ray: journaled fits are read back, the others run.
         execute.connect(self.ray_address)
-        slot = execute.SlotSpec(
-            float(self.num_cpus_per_task), float(self.num_gpus_per_task), self.max_retries
-        )
+        slot = execute.SlotSpec(float(self.num_cpus_per_task), float(self.num_gpus_per_task))
         capacity = execute.count_slots(slot.num_cpus, slot.num_gpus)
-        n_slots = min(validate.resolve_n_slots(self.n_jobs, capacity), len(tasks))
+        journal, keys = self._open_journal(data, splits, tasks)
+        collect = Collector(
+            tasks, keys, journal, self.error_score, self.verbose, self.max_consecutive_failures
+        )
+        done = journal.load() if journal is not None else {}
+        for task, key in zip(tasks, keys or [None] * len(tasks), strict=True):
+            reusable = done.get(key)
+            if reusable and not (reusable["fit_error"] and self.error_score == "raise"):
+                collect.resume(task.index, reusable)
+        to_run = [t for t in tasks if collect.records[t.index] is None]
+        bar = collect.bar = progress.ProgressBar(
+            self.progress, len(tasks), n_splits, done=len(tasks) - len(to_run)
+        )
+
+        n_slots = max(1, min(validate.resolve_n_slots(self.n_jobs, capacity), len(to_run)))
         max_in_flight = validate.resolve_pre_dispatch(self.pre_dispatch, n_slots, len(tasks))
-        pool = execute.WorkerPool.get(slot, n_slots)
-        data_ref = execute.put_search_data(data)
+        with execute.WorkerPool.acquire(slot, n_slots) as pool:
+            data_ref = execute.put_search_data(data)
+            try:
+                execute.run_tasks(
+                    pool,
+                    n_slots,
+                    data_ref,
+                    plan.submission_order(to_run),
+                    max_in_flight=max_in_flight,
+                    max_retries=self.max_retries,
+                    on_records=collect,
+                )
+            finally:
+                bar.close()
+            records = collect.records
 
-        records: list[dict[str, Any] | None] = [None] * len(tasks)
-        self._warning_registry: dict = {}
-
-        def collect(batch: list[dict[str, Any]]) -> None:
-            for record in batch:
-                records[record["index"]] = record
-                self._on_record(record, tasks[record["index"]], len(candidates), n_splits)
-
-        execute.run_tasks(
-            pool,
-            n_slots,
-            data_ref,
-            plan.submission_order(tasks),
-            max_in_flight=max_in_flight,
-            on_records=collect,
-        )
-
-        # 4. Aggregate, choose the best candidate, refit.
-        aggregate.check_fit_failures(records, self.error_score)
-        if callable(self.scoring):
+            # 4. Aggregate, choose the best candidate, refit in a slot like the fits'.
+            aggregate.check_fit_failures(records, self.error_score)
             aggregate.fill_failed_multimetric(records, self.error_score)
-        results = aggregate.build_cv_results(
-            candidates, n_splits, records, self.return_train_score
-        )
-        self.multimetric_ = isinstance(records[0]["test_scores"], dict)
-        if callable(self.scoring) and self.multimetric_:
-            self._check_refit_for_multimetric(records[0]["test_scores"])
-            refit_metric = self.refit
+            results = aggregate.build_cv_results(
+                candidates, n_splits, records, self.return_train_score
+            )
+            self.multimetric_ = isinstance(records[0]["test_scores"], dict)
+            if callable(self.scoring) and self.multimetric_:
+                self._check_refit_for_multimetric(records[0]["test_scores"])
+                refit_metric = self.refit
 
-        if self.refit or not self.multimetric_:
-            self.best_index_ = aggregate.select_best_index(self.refit, refit_metric, results)
-            if not callable(self.refit):
-                self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
-            self.best_params_ = results["params"][self.best_index_]
+            if self.refit or not self.multimetric_:
+                self.best_index_ = aggregate.select_best_index(self.refit, refit_metric, results)
+                if not callable(self.refit):
+                    self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
+                self.best_params_ = results["params"][self.best_index_]
 
-        if self.refit:
-            refitted = execute.refit_on_pool(pool, data_ref, self.best_params_)
-            _show_warnings(refitted["warnings"], self._warning_registry)
-            if refitted["error"] is not None:
-                _raise_from_worker(refitted["exception"], refitted["error"])
-            self.best_estimator_ = pickle.loads(refitted["estimator"])
-            self.refit_time_ = refitted["refit_time"]
-            if hasattr(self.best_estimator_, "feature_names_in_"):
-                self.feature_names_in_ = self.best_estimator_.feature_names_in_
+            if self.refit:
+                refitted = execute.refit_on_pool(pool, data_ref, self.best_params_)
+                collect.show_warnings(refitted["warnings"])
+                if refitted["error"] is not None:
+                    raise_from_worker(refitted["exception"], refitted["error"])
+                self.best_estimator_ = pickle.loads(refitted["estimator"])
+                self.refit_time_ = refitted["refit_time"]
+                if hasattr(self.best_estimator_, "feature_names_in_"):
+                    self.feature_names_in_ = self.best_estimator_.feature_names_in_
 
         self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
         self.cv_results_ = results
@@ -269,6 +297,25 @@ class RayGridSearchCV(GridSearchCV):
         check_is_fitted(self, "cv_results_")
         rank_by = f"rank_test_{self.refit}" if isinstance(self.refit, str) else None
         return results_tables.results_frame(self.cv_results_, rank_by)
+
+    def _open_journal(self, data: SearchData, splits, tasks):
+        """The journal under ``results_dir`` and each task's key in it (or None, None)."""
+        if self.results_dir is None:
+            return None, None
+        search_key = journal_lib.fingerprint(
+            data.estimator,
+            data.X,
+            data.y,
+            data.fit_params,
+            data.score_params,
+            data.scorer,
+            data.return_train_score,
+        )
+        description = {"estimator": repr(self.estimator), "param_grid": repr(self.param_grid)}
+        journal = journal_lib.Journal(self.results_dir, search_key, description)
+        split_keys = journal_lib.split_fingerprints(splits)
+        keys = [journal_lib.task_key(search_key, t.params, split_keys[t.split]) for t in tasks]
+        return journal, keys
 
     def save_results(self, path: str | os.PathLike) -> None:
         """Write ``cv_results_`` and ``tasks_`` as Parquet under ``path`` (a directory).
@@ -288,38 +335,3 @@ class RayGridSearchCV(GridSearchCV):
             "best_params": getattr(self, "best_params_", None),
         }
         results_tables.save_results(path, self.cv_results_, self.tasks_, summary)
-
-    def _on_record(
-        self, record: dict[str, Any], task: plan.Task, n_candidates: int, n_splits: int
-    ) -> None:
-        """Handle one finished fit on the driver: warnings, errors, verbose line."""
-        _show_warnings(record.pop("warnings", ()), self._warning_registry)
-        exception = record.pop("exception", None)
-        if record.get("score_failed") or (
-            record["fit_error"] is not None and self.error_score == "raise"
-        ):
-            _raise_from_worker(exception, record["fit_error"])
-        if self.verbose > 1:
-            split, candidate = (task.split, n_splits), (task.candidate, n_candidates)
-            if self.verbose > 9:
-                # Printed as the fit's result arrives: its start happened in a worker.
-                print(progress.fit_start_line(task.params, split, candidate))
-            print(progress.end_line(record, task.params, split, candidate, self.verbose))
-
-
-def _show_warnings(caught, registry: dict | None = None) -> None:
-    """Re-issue warnings caught in a worker, as if raised where they were raised.
-
-    With the same ``registry`` for a whole search, Python's default filter shows each
-    distinct warning once, as it would have in one process.
-    """
-    for message, category, filename, lineno in caught:
-        warnings.warn_explicit(message, category, filename, lineno, registry=registry)
-
-
-def _raise_from_worker(exception: BaseException | None, error: str) -> None:
-    """Raise the worker's original exception, its remote traceback attached as a note."""
-    if exception is None:
-        raise RuntimeError(f"A fit failed in a Ray worker:\n{error}")
-    exception.add_note(f"Raised in a Ray worker:\n{error}")
-    raise exception

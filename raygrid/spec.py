@@ -1,0 +1,1175 @@
+"""Search specs: a grid search described in a TOML file, checked before Ray starts.
+
+A spec names the estimator, the search's settings, the data and where results go::
+
+    [estimator]
+    class = "raygrid.keras.KerasClassifier"      # import path
+
+    [estimator.params]                           # constructor arguments
+    random_state = 0
+
+    [search]
+    param_grid = { units = [32, 64], learning_rate = [0.001, 0.01] }
+    cv = 3                                       # or a table: { class = "...", ... }
+    scoring = "accuracy"                         # or ["accuracy", "f1_macro"]
+
+    [data]
+    path = "train.parquet"                       # Parquet, CSV, Arrow IPC / Feather
+    target = "label"
+    # features = ["a", "b"]                      # default: every other column
+    # groups = "patient"                         # passed to fit(groups=...)
+    # or: generator = "make_classification" / dataset = "load_digits", with [data.args]
+
+    [output]
+    path = "results/run1"                        # a directory, or s3://, gs://, hdfs://, ...
+
+:func:`load_spec` reads and checks everything it can without running anything: unknown
+keys, types, the estimator's import path and parameters, the grid's parameter names,
+the data file and its columns, the output location. Each problem is reported as a line
+``FILE: KEY: what was expected, got what``, all of them at once in one
+:class:`SpecError`.
+
+Relative ``[data].path`` values resolve against the spec file's folder; a relative
+``[output].path`` resolves against the current working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import math
+import os
+import re
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DATA_FORMATS",
+    "OUTPUT_SCHEMES",
+    "LoadedData",
+    "SearchSpec",
+    "SpecError",
+    "dump_toml",
+    "is_uri",
+    "load_spec",
+    "parse_spec",
+    "read_output",
+    "write_output",
+]
+
+#: File extensions of ``[data].path`` and the format each is read as.
+DATA_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".arrow": "arrow",
+    ".ipc": "arrow",
+    ".feather": "arrow",
+    ".fea": "arrow",
+}
+
+#: URI schemes accepted for ``[output].path`` and ``[data].path`` (pyarrow filesystems).
+OUTPUT_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+_SECTIONS = {
+    "estimator": "the estimator to tune",
+    "search": "the search's settings",
+    "data": "the data to fit",
+    "output": "where results are written",
+}
+_ESTIMATOR_KEYS = ("class", "params")
+_SEARCH_KEYS = (
+    "param_grid",
+    "cv",
+    "scoring",
+    "refit",
+    "n_jobs",
+    "pre_dispatch",
+    "error_score",
+    "return_train_score",
+    "num_cpus_per_task",
+    "num_gpus_per_task",
+    "max_retries",
+    "results_dir",
+    "verbose",
+)
+_DATA_KEYS = ("path", "format", "target", "features", "groups", "generator", "dataset", "args")
+_OUTPUT_KEYS = ("path",)
+_MISSING = object()
+
+
+class SpecError(ValueError):
+    """A search spec that cannot be run, with every problem found.
+
+    Each problem is one line ``FILE: KEY: what was expected, got what``.
+
+    Attributes
+    ----------
+    file : str
+        The spec file as it was named.
+    problems : list of str
+        One message per problem.
+    keys : list of str
+        The spec key each problem is about (``""`` when about the whole file).
+    """
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
+        self.file = file
+        self.keys = [key for key, _ in problems]
+        self.problems = [
+            f"{file}: {key}: {text}" if key else f"{file}: {text}" for key, text in problems
+        ]
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass
+class LoadedData:
+    """The data of a spec, ready for ``fit``: ``search.fit(X, y, **fit_params)``."""
+
+    X: Any
+    y: Any
+    fit_params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class DataSpec:
+    """Where the data comes from: a file (``path``) or a scikit-learn function."""
+
+    path: str | None = None
+    format: str | None = None
+    target: str | None = None
+    features: list[str] | None = None
+    groups: str | None = None
+    generator: str | None = None
+    dataset: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """A short human-readable name of the data source."""
+        if self.path is not None:
+            return self.path
+        name = self.generator or self.dataset
+        args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+        return f"{name}({args})"
+
+
+@dataclass
+class SearchSpec:
+    """A checked search spec; build the search and load the data from it.
+
+    Attributes
+    ----------
+    file : str
+        The spec file as it was named (used in messages).
+    raw : dict
+        The TOML document as read.
+    estimator_class : type
+        The class imported from ``[estimator].class``.
+    estimator_params : dict
+        ``[estimator.params]``.
+    search_params : dict
+        Keyword arguments of :class:`~raygrid.RayGridSearchCV` (``param_grid`` included).
+    data : DataSpec
+        ``[data]``, with its path resolved.
+    output : str or None
+        ``[output].path``: an absolute local path or a URI; None if not set.
+    """
+
+    file: str
+    raw: dict[str, Any]
+    estimator_class: type
+    estimator_params: dict[str, Any]
+    search_params: dict[str, Any]
+    data: DataSpec
+    output: str | None
+
+    def build_estimator(self) -> Any:
+        """A new, unfitted estimator from ``[estimator]``."""
+        return self.estimator_class(**self.estimator_params)
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every candidate of the grid, in scikit-learn's order."""
+        from sklearn.model_selection import ParameterGrid
+
+        return list(ParameterGrid(self.search_params["param_grid"]))
+
+    def build_search(self, ray_address: str | None = None, **overrides: Any) -> Any:
+        """A :class:`~raygrid.RayGridSearchCV` configured from the spec.
+
+        Parameters
+        ----------
+        ray_address : str, default=None
+            Passed as ``ray_address``.
+        **overrides
+            Search parameters that replace the spec's (e.g. ``verbose``).
+        """
+        from raygrid import RayGridSearchCV
+
+        params = {**self.search_params, **overrides}
+        return RayGridSearchCV(self.build_estimator(), ray_address=ray_address, **params)
+
+    def load_data(self) -> LoadedData:
+        """Read the file, or call the generator / loader, named in ``[data]``.
+
+        Raises
+        ------
+        SpecError
+            If the file cannot be read or the function fails with the given arguments.
+        """
+        data = self.data
+        if data.path is not None:
+            return _load_table_data(self.file, data)
+        import sklearn.datasets
+
+        name = data.generator or data.dataset
+        key = "[data].generator" if data.generator else "[data].dataset"
+        func = getattr(sklearn.datasets, name)
+        kwargs = dict(data.args)
+        if data.dataset:
+            kwargs["return_X_y"] = True
+        try:
+            result = func(**kwargs)
+        except Exception as exc:
+            raise SpecError(
+                self.file, [(key, f"{name}(...) failed: {type(exc).__name__}: {exc}")]
+            ) from None
+        if not isinstance(result, tuple) or len(result) < 2:
+            raise SpecError(self.file, [(key, f"{name}(...) did not return (X, y)")])
+        X, y = result[0], result[1]
+        return LoadedData(
+            X=X, y=y, description=f"{name}: {_shape_text(X)}, target of {len(y)} values"
+        )
+
+
+# -- reading and checking -------------------------------------------------------------
+
+
+def load_spec(path: str | os.PathLike) -> SearchSpec:
+    """Read a TOML search spec and check all of it, before anything runs.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The spec file.
+
+    Returns
+    -------
+    SearchSpec
+        The checked spec.
+
+    Raises
+    ------
+    SpecError
+        Listing every problem found, each naming the file and the key.
+    """
+    file = os.fspath(path)
+    try:
+        text = Path(file).read_bytes()
+    except FileNotFoundError:
+        raise SpecError(file, [("", "no such file")]) from None
+    except IsADirectoryError:
+        raise SpecError(file, [("", "is a directory, expected a TOML file")]) from None
+    except OSError as exc:
+        raise SpecError(file, [("", f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        doc = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(file, [("", f"not UTF-8 text ({exc.reason})")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(file, [("", f"invalid TOML: {exc}")]) from None
+    return parse_spec(doc, file=file, base_dir=Path(file).resolve().parent)
+
+
+def parse_spec(
+    doc: dict[str, Any], *, file: str = "<spec>", base_dir: str | os.PathLike | None = None
+) -> SearchSpec:
+    """Check a spec already read from TOML (see :func:`load_spec`).
+
+    Parameters
+    ----------
+    doc : dict
+        The TOML document.
+    file : str, default="<spec>"
+        The name used in messages.
+    base_dir : path-like, default=None
+        The folder relative data paths resolve against; the working directory if None.
+
+    Returns
+    -------
+    SearchSpec
+
+    Raises
+    ------
+    SpecError
+        Listing every problem found.
+    """
+    checker = _Checker(file, Path(base_dir) if base_dir is not None else Path.cwd())
+    return checker.check(doc)
+
+
+class _Checker:
+    """Collects every problem of a spec, then raises them together."""
+
+    def __init__(self, file: str, base_dir: Path) -> None:
+        self.file = file
+        self.base_dir = base_dir
+        self.problems: list[tuple[str, str]] = []
+
+    # -- reporting ----------------------------------------------------------------
+
+    def fail(self, key: str, expected: str, got: Any = _MISSING) -> None:
+        if got is _MISSING:
+            self.problems.append((key, expected))
+        else:
+            self.problems.append((key, f"expected {expected}, got {_describe(got)}"))
+
+    def raise_if_failed(self) -> None:
+        if self.problems:
+            raise SpecError(self.file, self.problems)
+
+    def table(self, doc: dict, name: str, required: bool) -> dict | None:
+        value = doc.get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                self.fail(f"[{name}]", f"missing table ({_SECTIONS[name]})")
+            return None
+        if not isinstance(value, dict):
+            self.fail(f"[{name}]", "a table", value)
+            return None
+        return value
+
+    def unknown_keys(self, table: dict, allowed: tuple[str, ...], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                text = f"unknown key; expected one of {', '.join(allowed)}"
+                if hint:
+                    text += f" (did you mean {hint[0]!r}?)"
+                self.fail(f"{where}.{_key(key)}", text)
+
+    # -- the whole document ---------------------------------------------------------
+
+    def check(self, doc: dict[str, Any]) -> SearchSpec:
+        for name, value in doc.items():
+            if name not in _SECTIONS:
+                hint = difflib.get_close_matches(name, list(_SECTIONS), n=1)
+                kind = "table" if isinstance(value, dict) else "key"
+                text = f"unknown {kind}; expected the tables " + ", ".join(
+                    f"[{s}]" for s in _SECTIONS
+                )
+                if hint:
+                    text += f" (did you mean [{hint[0]}]?)"
+                self.fail(f"[{name}]" if isinstance(value, dict) else _key(name), text)
+
+        estimator = self.table(doc, "estimator", required=True)
+        search = self.table(doc, "search", required=True)
+        data = self.table(doc, "data", required=True)
+        output = self.table(doc, "output", required=False)
+
+        estimator_class, estimator_params = (
+            self.check_estimator(estimator) if estimator is not None else (None, {})
+        )
+        search_params = self.check_search(search) if search is not None else {}
+        data_spec = self.check_data(data) if data is not None else None
+        output_path = self.check_output(output) if output is not None else None
+        self.raise_if_failed()
+
+        # Checks that need the parts above to be sound.
+        estimator_obj = self.check_estimator_params(estimator_class, estimator_params)
+        self.raise_if_failed()
+        self.check_grid(estimator_obj, search_params["param_grid"])
+        self.check_data_columns(data_spec)
+        self.raise_if_failed()
+        return SearchSpec(
+            file=self.file,
+            raw=doc,
+            estimator_class=estimator_class,
+            estimator_params=estimator_params,
+            search_params=search_params,
+            data=data_spec,
+            output=output_path,
+        )
+
+    # -- [estimator] --------------------------------------------------------------
+
+    def check_estimator(self, table: dict) -> tuple[type | None, dict]:
+        self.unknown_keys(table, _ESTIMATOR_KEYS, "[estimator]")
+        cls = None
+        path = table.get("class", _MISSING)
+        if path is _MISSING:
+            self.fail(
+                "[estimator].class",
+                'missing; expected an import path like "raygrid.keras.KerasClassifier"',
+            )
+        elif not isinstance(path, str):
+            self.fail("[estimator].class", "an import path (a string)", path)
+        else:
+            obj = self.import_object("[estimator].class", path)
+            if obj is not None:
+                if not (inspect.isclass(obj) and hasattr(obj, "get_params")):
+                    self.fail(
+                        "[estimator].class",
+                        f"{path!r} is not a scikit-learn estimator class "
+                        "(a class with get_params/set_params)",
+                    )
+                else:
+                    cls = obj
+        params = table.get("params", {})
+        if not isinstance(params, dict):
+            self.fail("[estimator.params]", "a table of constructor arguments", params)
+            params = {}
+        return cls, _tuplify(params)
+
+    def check_estimator_params(self, cls: type, params: dict) -> Any:
+        try:
+            signature = inspect.signature(cls)
+        except (TypeError, ValueError):
+            signature = None
+        if signature is not None and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+        ):
+            names = [n for n in signature.parameters if n != "self"]
+            for key in params:
+                if key not in names:
+                    hint = difflib.get_close_matches(key, names, n=1)
+                    text = f"{cls.__name__} has no parameter {key!r}"
+                    text += f" (did you mean {hint[0]!r}?)" if hint else ""
+                    self.fail(f"[estimator.params].{_key(key)}", text)
+            if self.problems:
+                return None
+        try:
+            return cls(**params)
+        except Exception as exc:
+            bad = next((k for k in params if repr(k) in str(exc)), None)
+            key = f"[estimator.params].{_key(bad)}" if bad else "[estimator.params]"
+            self.fail(key, f"{cls.__name__}(...) failed: {type(exc).__name__}: {exc}")
+            return None
+
+    def import_object(self, key: str, path: str) -> Any:
+        module_name, sep, attr = path.replace(":", ".").rpartition(".")
+        if not sep or not module_name or not attr:
+            self.fail(key, 'an import path like "package.module.ClassName"', path)
+            return None
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            self.fail(key, f"cannot import {path!r}: no module named {exc.name!r}")
+            return None
+        except Exception as exc:
+            self.fail(key, f"cannot import {path!r}: {type(exc).__name__}: {exc}")
+            return None
+        if not hasattr(module, attr):
+            names = [n for n in dir(module) if not n.startswith("_")]
+            hint = difflib.get_close_matches(attr, names, n=1)
+            text = f"cannot import {path!r}: module {module_name!r} has no attribute {attr!r}"
+            self.fail(key, text + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            return None
+        return getattr(module, attr)
+
+    # -- [search] -------------------------------------------------------------------
+
+    def check_search(self, table: dict) -> dict[str, Any]:
+        self.unknown_keys(table, _SEARCH_KEYS, "[search]")
+        out: dict[str, Any] = {}
+        grid = table.get("param_grid", _MISSING)
+        if grid is _MISSING:
+            self.fail(
+                "[search].param_grid",
+                "missing; expected a table of arrays, e.g. { units = [32, 64] }, "
+                "or an array of such tables",
+            )
+        else:
+            out["param_grid"] = self.check_param_grid(grid)
+
+        if "cv" in table:
+            out["cv"] = self.check_cv(table["cv"])
+        scoring = table.get("scoring", _MISSING)
+        metrics: list[str] | None = None
+        if scoring is not _MISSING:
+            out["scoring"], metrics = self.check_scoring(scoring)
+        if "refit" in table:
+            out["refit"] = self.check_refit(table["refit"], metrics)
+        elif metrics is not None and len(metrics) > 1:
+            self.fail(
+                "[search].refit",
+                f"missing; with several scoring metrics, set refit to one of {metrics} "
+                "or to false",
+            )
+        if "n_jobs" in table:
+            value = table["n_jobs"]
+            if not _is_int(value) or value == 0:
+                self.fail("[search].n_jobs", "a non-zero int (-1 for all slots)", value)
+            else:
+                out["n_jobs"] = value
+        if "pre_dispatch" in table:
+            value = table["pre_dispatch"]
+            ok = (_is_int(value) and value >= 1) or (
+                isinstance(value, str)
+                and (value == "all" or re.fullmatch(r"\s*(\d+)?\s*\*?\s*n_jobs\s*", value))
+            )
+            if not ok:
+                self.fail("[search].pre_dispatch", 'an int >= 1, "all" or like "2*n_jobs"', value)
+            else:
+                out["pre_dispatch"] = value
+        if "error_score" in table:
+            value = table["error_score"]
+            if value == "raise" or _is_number(value):
+                out["error_score"] = value
+            else:
+                self.fail("[search].error_score", 'a number (nan allowed) or "raise"', value)
+        for name in ("return_train_score",):
+            if name in table:
+                if isinstance(table[name], bool):
+                    out[name] = table[name]
+                else:
+                    self.fail(f"[search].{name}", "true or false", table[name])
+        for name, low, closed in (
+            ("num_cpus_per_task", 0, False),
+            ("num_gpus_per_task", 0, True),
+        ):
+            if name in table:
+                value = table[name]
+                bound = ">=" if closed else ">"
+                if (
+                    not _is_number(value)
+                    or math.isnan(value)
+                    or not (value >= low if closed else value > low)
+                ):
+                    self.fail(f"[search].{name}", f"a number {bound} {low}", value)
+                elif value > 1 and not float(value).is_integer():
+                    self.fail(
+                        f"[search].{name}",
+                        "a whole number above 1 (fractions only below 1)",
+                        value,
+                    )
+                else:
+                    out[name] = value
+        for name in ("max_retries", "verbose"):
+            if name in table:
+                value = table[name]
+                if not _is_int(value) or value < 0:
+                    self.fail(f"[search].{name}", "an int >= 0", value)
+                else:
+                    out[name] = value
+        if "results_dir" in table:
+            value = table["results_dir"]
+            if not isinstance(value, str) or not value:
+                self.fail("[search].results_dir", "a directory path (a string)", value)
+            elif not _search_accepts("results_dir"):
+                self.fail(
+                    "[search].results_dir",
+                    "not supported by this version of RayGridSearchCV (no results_dir "
+                    "parameter); remove it",
+                )
+            else:
+                out["results_dir"] = os.path.abspath(os.path.expanduser(value))
+        return out
+
+    def check_param_grid(self, grid: Any) -> Any:
+        if isinstance(grid, dict):
+            return self.check_grid_table(grid, "[search].param_grid")
+        if isinstance(grid, list) and grid and all(isinstance(g, dict) for g in grid):
+            return [
+                self.check_grid_table(g, f"[search].param_grid[{i}]") for i, g in enumerate(grid)
+            ]
+        self.fail(
+            "[search].param_grid",
+            "a table of arrays (e.g. { units = [32, 64] }) or a non-empty array of such tables",
+            grid,
+        )
+        return {}
+
+    def check_grid_table(self, table: dict, where: str) -> dict[str, list]:
+        if not table:
+            self.fail(where, "at least one parameter, got an empty table")
+        out = {}
+        for name, values in table.items():
+            if not isinstance(values, list) or not values:
+                self.fail(
+                    f"{where}.{_key(name)}",
+                    "a non-empty array of values (write [x] for a single value)",
+                    values,
+                )
+                continue
+            out[name] = [_tuplify(v) for v in values]
+        return out
+
+    def check_cv(self, value: Any) -> Any:
+        if _is_int(value):
+            if value < 2:
+                self.fail("[search].cv", "an int >= 2 or a table", value)
+            return value
+        if not isinstance(value, dict):
+            self.fail("[search].cv", "an int >= 2 or a table", value)
+            return None
+        path = value.get("class", _MISSING)
+        if not isinstance(path, str):
+            self.fail(
+                "[search].cv.class",
+                'a splitter import path like "sklearn.model_selection.KFold"',
+                None if path is _MISSING else path,
+            )
+            return None
+        cls = self.import_object("[search].cv.class", path)
+        if cls is None:
+            return None
+        if not hasattr(cls, "split"):
+            self.fail("[search].cv.class", f"{path!r} is not a CV splitter (no split method)")
+            return None
+        args = {k: _tuplify(v) for k, v in value.items() if k != "class"}
+        try:
+            return cls(**args)
+        except Exception as exc:
+            bad = next((k for k in args if repr(k) in str(exc) or k in str(exc)), None)
+            key = f"[search].cv.{_key(bad)}" if bad else "[search].cv"
+            self.fail(key, f"{cls.__name__}(...) failed: {type(exc).__name__}: {exc}")
+            return None
+
+    def check_scoring(self, value: Any) -> tuple[Any, list[str] | None]:
+        from sklearn.metrics import get_scorer_names
+
+        known = list(get_scorer_names())
+
+        def check_name(key: str, name: Any) -> bool:
+            if not isinstance(name, str):
+                self.fail(key, "a scorer name (a string)", name)
+                return False
+            if name not in known:
+                hint = difflib.get_close_matches(name, known, n=1)
+                text = f"unknown scorer {name!r}"
+                text += f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.fail(key, text + "; see sklearn.metrics.get_scorer_names()")
+                return False
+            return True
+
+        if isinstance(value, str):
+            check_name("[search].scoring", value)
+            return value, [value]
+        if isinstance(value, list) and value:
+            ok = all(check_name(f"[search].scoring[{i}]", v) for i, v in enumerate(value))
+            if ok and len(set(value)) != len(value):
+                self.fail("[search].scoring", "distinct scorer names", value)
+            return list(value), list(value)
+        self.fail("[search].scoring", "a scorer name or a non-empty array of them", value)
+        return None, None
+
+    def check_refit(self, value: Any, metrics: list[str] | None) -> Any:
+        multi = metrics is not None and len(metrics) > 1
+        if isinstance(value, bool):
+            if value and multi:
+                self.fail(
+                    "[search].refit",
+                    f"with several scoring metrics, expected false or one of {metrics}",
+                    value,
+                )
+            return value
+        if isinstance(value, str):
+            if not multi:
+                self.fail(
+                    "[search].refit",
+                    "true or false (a metric name only with several scoring metrics)",
+                    value,
+                )
+            elif value not in metrics:
+                self.fail("[search].refit", f"one of the scoring metrics {metrics}", value)
+            return value
+        self.fail("[search].refit", "true, false or a scoring metric name", value)
+        return True
+
+    def check_grid(self, estimator: Any, grid: Any) -> None:
+        from sklearn.model_selection import ParameterGrid
+
+        from raygrid.validate import check_candidate_params
+
+        grids = grid if isinstance(grid, list) else [grid]
+        for i, one in enumerate(grids):
+            where = (
+                f"[search].param_grid[{i}]" if isinstance(grid, list) else "[search].param_grid"
+            )
+            try:
+                candidates = list(ParameterGrid(one))
+            except Exception as exc:
+                self.fail(where, f"not a valid grid: {exc}")
+                continue
+            try:
+                check_candidate_params(estimator, candidates[:1])
+            except Exception as exc:
+                names = sorted(estimator.get_params(deep=True))
+                bad = next((n for n in one if n not in names), None)
+                if bad is not None:
+                    hint = difflib.get_close_matches(bad, names, n=1)
+                    text = f"{type(estimator).__name__} has no parameter {bad!r}"
+                    text += f" (did you mean {hint[0]!r}?)" if hint else ""
+                    self.fail(f"{where}.{_key(bad)}", text)
+                else:
+                    self.fail(where, f"{type(exc).__name__}: {exc}")
+
+    # -- [data] ---------------------------------------------------------------------
+
+    def check_data(self, table: dict) -> DataSpec | None:
+        self.unknown_keys(table, _DATA_KEYS, "[data]")
+        sources = [k for k in ("path", "generator", "dataset") if k in table]
+        if len(sources) != 1:
+            self.fail(
+                "[data]",
+                "exactly one of path (a data file), generator (e.g. "
+                '"make_classification") or dataset (e.g. "load_digits"), got '
+                + (", ".join(sources) if sources else "none"),
+            )
+            return None
+        source = sources[0]
+        spec = DataSpec()
+        if source == "path":
+            for key in ("args",):
+                if key in table:
+                    self.fail(f"[data].{key}", "only with generator or dataset, not with path")
+            self.check_data_path(table, spec)
+            return spec
+
+        for key in ("target", "features", "groups", "format"):
+            if key in table:
+                self.fail(f"[data].{key}", f"only with path, not with {source}")
+        name = table[source]
+        args = table.get("args", {})
+        if not isinstance(args, dict):
+            self.fail("[data.args]", f"a table of {source} arguments", args)
+            args = {}
+        spec.args = _tuplify(args)
+        if not isinstance(name, str):
+            self.fail(f"[data].{source}", "a function name of sklearn.datasets", name)
+            return spec
+        import sklearn.datasets
+
+        prefix = "make_" if source == "generator" else "load_"
+        choices = [
+            n
+            for n in getattr(sklearn.datasets, "__all__", dir(sklearn.datasets))
+            if n.startswith(prefix)
+            and (
+                source == "generator"
+                or "return_X_y" in inspect.signature(getattr(sklearn.datasets, n)).parameters
+            )
+        ]
+        if name not in choices:
+            hint = difflib.get_close_matches(name, choices, n=1)
+            what = "generator" if source == "generator" else "bundled dataset loader"
+            text = f"unknown scikit-learn {what} {name!r}"
+            text += f" (did you mean {hint[0]!r}?)" if hint else f"; one of {', '.join(choices)}"
+            self.fail(f"[data].{source}", text)
+            return spec
+        setattr(spec, source, name)
+        func = getattr(sklearn.datasets, name)
+        params = inspect.signature(func).parameters
+        for key in args:
+            if key not in params or (source == "dataset" and key == "return_X_y"):
+                hint = difflib.get_close_matches(key, list(params), n=1)
+                text = f"{name}() has no argument {key!r}"
+                if source == "dataset" and key == "return_X_y":
+                    text = "return_X_y is always true here; remove it"
+                elif hint:
+                    text += f" (did you mean {hint[0]!r}?)"
+                self.fail(f"[data.args].{_key(key)}", text)
+        return spec
+
+    def check_data_path(self, table: dict, spec: DataSpec) -> None:
+        path = table["path"]
+        if not isinstance(path, str) or not path:
+            self.fail("[data].path", "a file path or URI (a string)", path)
+            return
+        fmt = table.get("format", _MISSING)
+        if fmt is not _MISSING and fmt not in ("parquet", "csv", "arrow", "feather"):
+            self.fail("[data].format", 'one of "parquet", "csv", "arrow", "feather"', fmt)
+            return
+        if is_uri(path):
+            scheme = path.split("://", 1)[0].lower()
+            if scheme not in OUTPUT_SCHEMES:
+                self.fail(
+                    "[data].path",
+                    f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}",
+                    path,
+                )
+                return
+            resolved = path
+        else:
+            resolved = str((self.base_dir / os.path.expanduser(path)).resolve())
+            if not os.path.exists(resolved):
+                self.fail("[data].path", f"no such file: {resolved}")
+                return
+            if not os.path.isfile(resolved):
+                self.fail("[data].path", f"not a file: {resolved}")
+                return
+        if fmt is _MISSING:
+            suffix = os.path.splitext(path.rstrip("/"))[1].lower()
+            fmt = DATA_FORMATS.get(suffix)
+            if fmt is None:
+                self.fail(
+                    "[data].path",
+                    f"a file ending in one of {', '.join(DATA_FORMATS)} (or set [data].format)",
+                    path,
+                )
+                return
+        spec.path = resolved
+        spec.format = "arrow" if fmt == "feather" else fmt
+
+        target = table.get("target", _MISSING)
+        if target is _MISSING:
+            self.fail("[data].target", "missing; expected the name of the target column")
+        elif not isinstance(target, str):
+            self.fail("[data].target", "a column name (a string)", target)
+        else:
+            spec.target = target
+        if "features" in table:
+            features = table["features"]
+            if (
+                not isinstance(features, list)
+                or not features
+                or not all(isinstance(f, str) for f in features)
+            ):
+                self.fail("[data].features", "a non-empty array of column names", features)
+            elif len(set(features)) != len(features):
+                self.fail("[data].features", "distinct column names", features)
+            else:
+                spec.features = list(features)
+        if "groups" in table:
+            groups = table["groups"]
+            if not isinstance(groups, str):
+                self.fail("[data].groups", "a column name (a string)", groups)
+            else:
+                spec.groups = groups
+
+    def check_data_columns(self, spec: DataSpec) -> None:
+        if spec.path is None or spec.target is None:
+            return
+        try:
+            columns = _read_schema(spec.path, spec.format).names
+        except Exception as exc:
+            self.fail("[data].path", f"cannot read {spec.path} as {spec.format}: {_short(exc)}")
+            return
+
+        def missing(key: str, name: str) -> None:
+            hint = difflib.get_close_matches(name, columns, n=1)
+            text = f"no column {name!r} in {os.path.basename(spec.path)}"
+            text += f" (did you mean {hint[0]!r}?)" if hint else f"; columns: {columns}"
+            self.fail(key, text)
+
+        if spec.target not in columns:
+            missing("[data].target", spec.target)
+        if spec.groups is not None and spec.groups not in columns:
+            missing("[data].groups", spec.groups)
+        if spec.features is not None:
+            for i, name in enumerate(spec.features):
+                if name not in columns:
+                    missing(f"[data].features[{i}]", name)
+                elif name == spec.target:
+                    self.fail(f"[data].features[{i}]", f"the target column {name!r} is a feature")
+        elif not [c for c in columns if c not in (spec.target, spec.groups)]:
+            self.fail("[data].features", "at least one feature column besides target and groups")
+
+    # -- [output] -------------------------------------------------------------------
+
+    def check_output(self, table: dict) -> str | None:
+        self.unknown_keys(table, _OUTPUT_KEYS, "[output]")
+        path = table.get("path", _MISSING)
+        if path is _MISSING:
+            self.fail("[output].path", "missing; expected a directory path or URI")
+            return None
+        if not isinstance(path, str) or not path:
+            self.fail("[output].path", "a directory path or URI (a string)", path)
+            return None
+        if is_uri(path):
+            scheme = path.split("://", 1)[0].lower()
+            if scheme not in OUTPUT_SCHEMES:
+                self.fail(
+                    "[output].path",
+                    f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}",
+                    path,
+                )
+                return None
+            return path
+        if "://" in path or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", path):
+            self.fail("[output].path", "a local path or a URI like s3://bucket/dir", path)
+            return None
+        resolved = os.path.abspath(os.path.expanduser(path))
+        if os.path.exists(resolved) and not os.path.isdir(resolved):
+            self.fail("[output].path", f"a directory, but {resolved} is a file")
+            return None
+        return resolved
+
+
+# -- data files -----------------------------------------------------------------------
+
+
+def is_uri(path: str) -> bool:
+    """Whether ``path`` is a URI (``scheme://...``) rather than a local path."""
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
+
+
+def _open_source(path: str) -> Any:
+    if is_uri(path):
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+        return fs.open_input_file(inner)
+    return path
+
+
+def _read_schema(path: str, fmt: str) -> Any:
+    import pyarrow as pa
+
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(_open_source(path))
+    if fmt == "csv":
+        import pyarrow.csv
+
+        return pyarrow.csv.open_csv(_open_source(path)).schema
+    try:
+        return pa.ipc.open_file(_open_source(path)).schema
+    except pa.ArrowInvalid:
+        return _read_table(path, fmt).schema
+
+
+def _read_table(path: str, fmt: str, columns: list[str] | None = None) -> Any:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(_open_source(path), columns=columns)
+    if fmt == "csv":
+        import pyarrow.csv
+
+        table = pyarrow.csv.read_csv(_open_source(path))
+        return table.select(columns) if columns is not None else table
+    import pyarrow.feather
+
+    return pyarrow.feather.read_table(_open_source(path), columns=columns)
+
+
+def _load_table_data(file: str, data: DataSpec) -> LoadedData:
+    try:
+        table = _read_table(data.path, data.format)
+    except Exception as exc:
+        raise SpecError(
+            file, [("[data].path", f"cannot read {data.path} as {data.format}: {_short(exc)}")]
+        ) from None
+    frame = table.to_pandas()
+    features = data.features or [c for c in frame.columns if c not in (data.target, data.groups)]
+    X = frame[features]
+    y = frame[data.target].to_numpy()
+    problems = []
+    if frame[data.target].isna().any():
+        problems.append(("[data].target", f"column {data.target!r} has missing values"))
+    if problems:
+        raise SpecError(file, problems)
+    fit_params = {}
+    if data.groups is not None:
+        fit_params["groups"] = frame[data.groups].to_numpy()
+    return LoadedData(
+        X=X,
+        y=y,
+        fit_params=fit_params,
+        description=f"{data.path}: {len(frame)} rows, {len(features)} features, "
+        f"target {data.target!r}" + (f", groups {data.groups!r}" if data.groups else ""),
+    )
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+def write_output(search: Any, output: str) -> None:
+    """Write a fitted search's results under ``output`` (a directory path or a URI).
+
+    The layout is :meth:`RayGridSearchCV.save_results`'s (``cv_results.parquet``,
+    ``tasks.parquet``, ``search.json``); for a URI it is written locally first, then
+    copied with the URI's pyarrow filesystem.
+    """
+    if not is_uri(output):
+        search.save_results(output)
+        return
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
+    with tempfile.TemporaryDirectory(prefix="raygrid-out-") as tmp:
+        search.save_results(tmp)
+        fs.create_dir(inner, recursive=True)
+        for name in sorted(os.listdir(tmp)):
+            with (
+                open(os.path.join(tmp, name), "rb") as src,
+                fs.open_output_stream(f"{inner.rstrip('/')}/{name}") as dst,
+            ):
+                dst.write(src.read())
+
+
+def read_output(output: str) -> tuple[Any, Any, dict]:
+    """Read results written by :func:`write_output`: (results, tasks or None, summary).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``output`` holds no results.
+    """
+    from raygrid.results import RESULTS_FILE, load_results
+
+    if not is_uri(output):
+        return load_results(output)
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
+    with tempfile.TemporaryDirectory(prefix="raygrid-in-") as tmp:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
+        names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
+        if RESULTS_FILE not in names:
+            raise FileNotFoundError(f"{output}: no {RESULTS_FILE} here")
+        for name in names:
+            with (
+                fs.open_input_stream(f"{inner.rstrip('/')}/{name}") as src,
+                open(os.path.join(tmp, name), "wb") as dst,
+            ):
+                dst.write(src.read())
+        return load_results(tmp)
+
+
+# -- writing TOML -----------------------------------------------------------------------
+
+
+def dump_toml(doc: dict[str, Any]) -> str:
+    """Write a document as TOML that :mod:`tomllib` reads back to the same values.
+
+    Nested dicts become ``[a.b]`` tables; dicts inside arrays become inline tables;
+    tuples are written as arrays.
+
+    Parameters
+    ----------
+    doc : dict
+        Keys are strings; values are strings, bools, ints, floats (nan, inf included),
+        dates and times, lists, tuples and dicts of these.
+
+    Returns
+    -------
+    str
+    """
+    lines: list[str] = []
+    _dump_table(doc, [], lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _dump_table(table: dict, prefix: list[str], lines: list[str]) -> None:
+    scalars = [(k, v) for k, v in table.items() if not isinstance(v, dict)]
+    tables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
+    if prefix and (scalars or not tables):
+        lines.append("")
+        lines.append("[" + ".".join(_toml_key(p) for p in prefix) + "]")
+    for key, value in scalars:
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in tables:
+        _dump_table(value, [*prefix, key], lines)
+
+
+def _toml_key(key: str) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"TOML keys are strings, got {key!r}")
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f"}
+    escapes["\r"] = "\\r"
+    for ch in text:
+        if ch in escapes:
+            out.append(escapes[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    import datetime
+
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + (f" {items} " if items else "") + "}"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _tuplify(value: Any) -> Any:
+    """TOML has no tuples: arrays inside grid values and arguments become tuples."""
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuplify(v) for k, v in value.items()}
+    return value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a table"
+    try:
+        text = _toml_value(value)
+    except TypeError:
+        text = repr(value)
+    if isinstance(value, list):
+        text = "an array " + text
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _key(name: Any) -> str:
+    return _toml_key(name) if isinstance(name, str) else repr(name)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _shape_text(X: Any) -> str:
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return f"{shape[0]} rows, {shape[1]} features"
+    return f"{len(X)} samples"
+
+
+def _search_accepts(name: str) -> bool:
+    from raygrid.search import RayGridSearchCV
+
+    return name in inspect.signature(RayGridSearchCV).parameters

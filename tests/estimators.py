@@ -1,0 +1,63 @@
+"""Test estimators that misbehave on purpose; importable by Ray workers and subprocesses."""
+
+import os
+import signal
+import time
+import uuid
+
+from sklearn.linear_model import Ridge
+
+
+class SlowRidge(Ridge):
+    """Ridge that sleeps ``delay`` seconds per fit and leaves one marker file per fit.
+
+    ``marker_dir`` counts fits across processes: each fit writes ``fit-<uuid>`` there.
+    ``kill_once`` (a file path) makes the first fit of candidate ``alpha == kill_alpha``
+    SIGKILL its own worker process; the file marks that it happened. ``kill_always``
+    kills on every fit of that candidate.
+    """
+
+    def __init__(
+        self,
+        alpha=1.0,
+        delay=0.0,
+        marker_dir=None,
+        kill_once=None,
+        kill_alpha=None,
+        kill_always=False,
+    ):
+        super().__init__(alpha=alpha)
+        self.delay = delay
+        self.marker_dir = marker_dir
+        self.kill_once = kill_once
+        self.kill_alpha = kill_alpha
+        self.kill_always = kill_always
+
+    def fit(self, X, y, **kwargs):
+        if self.alpha == self.kill_alpha:
+            if self.kill_always:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.kill_once and not os.path.exists(self.kill_once):
+                with open(self.kill_once, "w") as f:
+                    f.write(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+        deadline = time.time() + self.delay
+        while time.time() < deadline:
+            time.sleep(0.02)
+        if self.marker_dir:
+            with open(os.path.join(self.marker_dir, f"fit-{uuid.uuid4().hex}"), "w") as f:
+                f.write(f"{self.alpha} {os.getpid()} {time.time()}")
+        return super().fit(X, y, **kwargs)
+
+
+class FailingRidge(Ridge):
+    """Ridge whose fit raises for every alpha at or above ``fail_from``."""
+
+    def __init__(self, alpha=1.0, fail_from=10.0):
+        super().__init__(alpha=alpha)
+        self.fail_from = fail_from
+
+    def fit(self, X, y, **kwargs):
+        if self.alpha >= self.fail_from:
+            raise ArithmeticError(f"alpha={self.alpha} refuses to fit")
+        return super().fit(X, y, **kwargs)
