@@ -317,7 +317,9 @@ def stage_job_dir(spec: SearchSpec, workdir: str | os.PathLike, spec_name: str) 
     """Fill ``workdir`` with what a job needs to run ``spec``: the spec and its data file.
 
     A local data file is copied to ``data/<name>`` and the spec's ``[data].path`` points
-    there; ``[output].path`` becomes absolute (or stays a URI). Other keys are unchanged.
+    there; ``[output].path`` (unless a URI) and ``[search].results_dir`` become absolute
+    paths, since the job's working directory does not outlive it. Other keys are
+    unchanged.
 
     Parameters
     ----------
@@ -342,6 +344,8 @@ def stage_job_dir(spec: SearchSpec, workdir: str | os.PathLike, spec_name: str) 
         doc["data"]["path"] = f"data/{name}"
     if spec.output is not None:
         doc.setdefault("output", {})["path"] = spec.output
+    if "results_dir" in spec.search_params:  # the job's working directory is temporary
+        doc["search"]["results_dir"] = spec.search_params["results_dir"]
     target = workdir / spec_name
     target.write_text(dump_toml(doc), encoding="utf-8")
     return target

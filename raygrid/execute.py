@@ -44,6 +44,13 @@ def connect(address: str | None) -> None:
     and left running for later searches in this process.
     """
     if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", current):
+            raise ValueError(
+                f"ray_address={address!r}, but this process is already connected to Ray at "
+                f"{current!r}. Call ray.shutdown() first, or leave ray_address unset to use "
+                "that cluster."
+            )
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:

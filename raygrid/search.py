@@ -180,6 +180,7 @@ class RayGridSearchCV(GridSearchCV):
         validate.check_task_resources(self.num_cpus_per_task, self.num_gpus_per_task)
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
+        validate.check_data(self.estimator, X, y)
         routed = self._get_routed_params_for_fit(params)
         cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
         n_splits = cv.get_n_splits(X, y, **routed.splitter.split)

@@ -23,6 +23,14 @@ A spec names the estimator, the search's settings, the data and where results go
     [output]
     path = "results/run1"                        # a directory, or s3://, gs://, hdfs://, ...
 
+``[search]`` takes ``param_grid``, ``cv``, ``scoring``, ``refit``, ``n_jobs``,
+``pre_dispatch``, ``error_score``, ``return_train_score``, ``num_cpus_per_task``,
+``num_gpus_per_task``, ``max_retries`` and ``verbose``, as
+:class:`~raygrid.RayGridSearchCV` does; ``results_dir``, ``max_consecutive_failures`` and
+``progress`` when the installed ``RayGridSearchCV`` has them. Arrays inside grid values
+and constructor arguments become tuples (TOML has none), e.g.
+``hidden_layer_sizes = [[64], [64, 32]]``.
+
 :func:`load_spec` reads and checks everything it can without running anything: unknown
 keys, types, the estimator's import path and parameters, the grid's parameter names,
 the data file and its columns, the output location. Each problem is reported as a line
@@ -30,7 +38,7 @@ the data file and its columns, the output location. Each problem is reported as 
 :class:`SpecError`.
 
 Relative ``[data].path`` values resolve against the spec file's folder; a relative
-``[output].path`` resolves against the current working directory.
+``[output].path`` or ``[search].results_dir`` against the current working directory.
 """
 
 from __future__ import annotations
@@ -97,8 +105,12 @@ _SEARCH_KEYS = (
     "num_gpus_per_task",
     "max_retries",
     "results_dir",
+    "max_consecutive_failures",
+    "progress",
     "verbose",
 )
+# Parameters newer versions of RayGridSearchCV take: passed only when it has them.
+_OPTIONAL_SEARCH_KEYS = ("results_dir", "max_consecutive_failures", "progress")
 _DATA_KEYS = ("path", "format", "target", "features", "groups", "generator", "dataset", "args")
 _OUTPUT_KEYS = ("path",)
 _MISSING = object()
@@ -558,18 +570,31 @@ class _Checker:
                     self.fail(f"[search].{name}", "an int >= 0", value)
                 else:
                     out[name] = value
-        if "results_dir" in table:
+        for name in _OPTIONAL_SEARCH_KEYS:
+            if name in table and not _search_accepts(name):
+                self.fail(
+                    f"[search].{name}",
+                    f"not supported by this version of RayGridSearchCV (no {name} "
+                    "parameter); remove it",
+                )
+        if "results_dir" in table and _search_accepts("results_dir"):
             value = table["results_dir"]
             if not isinstance(value, str) or not value:
                 self.fail("[search].results_dir", "a directory path (a string)", value)
-            elif not _search_accepts("results_dir"):
-                self.fail(
-                    "[search].results_dir",
-                    "not supported by this version of RayGridSearchCV (no results_dir "
-                    "parameter); remove it",
-                )
             else:
                 out["results_dir"] = os.path.abspath(os.path.expanduser(value))
+        if "max_consecutive_failures" in table and _search_accepts("max_consecutive_failures"):
+            value = table["max_consecutive_failures"]
+            if not _is_int(value) or value < 1:
+                self.fail("[search].max_consecutive_failures", "an int >= 1", value)
+            else:
+                out["max_consecutive_failures"] = value
+        if "progress" in table and _search_accepts("progress"):
+            value = table["progress"]
+            if not (isinstance(value, bool) or value == "auto"):
+                self.fail("[search].progress", 'true, false or "auto"', value)
+            else:
+                out["progress"] = value
         return out
 
     def check_param_grid(self, grid: Any) -> Any:

@@ -71,11 +71,10 @@ class _BaseKerasEstimator(BaseEstimator):
     # -- parameters ---------------------------------------------------------------
 
     def _store_extra(self, kwargs: dict[str, Any]) -> None:
-        # As scikit-learn asks, __init__ and set_params only store: a keyword that is not
-        # a routed parameter is reported by fit (see _check_extra_params).
-        self._extra_params = list(kwargs)
-        for key, value in kwargs.items():
-            setattr(self, key, value)
+        # Routed parameters live in one private dict (scikit-learn wants no attributes
+        # besides the signature's). As scikit-learn asks, __init__ and set_params only
+        # store: a keyword that is not a routed parameter is reported by fit.
+        self._extra_params = dict(kwargs)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Get the parameters of this estimator, including routed ``prefix__name`` ones.
@@ -90,7 +89,7 @@ class _BaseKerasEstimator(BaseEstimator):
         dict
         """
         params = super().get_params(deep=deep)
-        params.update({k: getattr(self, k) for k in self.__dict__.get("_extra_params", ())})
+        params.update(self.__dict__.get("_extra_params", {}))
         return params
 
     def set_params(self, **params: Any) -> _BaseKerasEstimator:
@@ -105,13 +104,11 @@ class _BaseKerasEstimator(BaseEstimator):
         -------
         self
         """
-        extra = self.__dict__.setdefault("_extra_params", [])
+        extra = self.__dict__.setdefault("_extra_params", {})
         plain = {}
         for key, value in params.items():
             if key.startswith(ROUTED_PREFIXES) or key in extra:
-                if key not in extra:
-                    extra.append(key)
-                setattr(self, key, value)
+                extra[key] = value
             else:
                 plain[key] = value
         if plain:
@@ -120,7 +117,7 @@ class _BaseKerasEstimator(BaseEstimator):
 
     def _check_extra_params(self) -> None:
         unknown = [
-            k for k in self.__dict__.get("_extra_params", ()) if not k.startswith(ROUTED_PREFIXES)
+            k for k in self.__dict__.get("_extra_params", {}) if not k.startswith(ROUTED_PREFIXES)
         ]
         if unknown:
             raise ValueError(
