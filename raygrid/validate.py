@@ -182,8 +182,14 @@ def check_data(estimator: Any, X: Any, y: Any) -> None:
         classes = np.unique(_as_array(y) if _as_array(y) is not None else np.asarray(y))
         if len(classes) < 2:
             raise ValueError(
-                f"y has a single class ({classes[0]!r}); the classifier {name} needs at least two."
+                f"y has a single class ({_plain(classes[0])!r}); the classifier {name} needs at "
+                "least two."
             )
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python values, so messages read ``1``, not ``np.int64(1)``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _as_array(X: Any) -> np.ndarray | None:

@@ -61,3 +61,40 @@ class FailingRidge(Ridge):
         if self.alpha >= self.fail_from:
             raise ArithmeticError(f"alpha={self.alpha} refuses to fit")
         return super().fit(X, y, **kwargs)
+
+
+class ProbeRidge(Ridge):
+    """Ridge that records, per fit, which process ran it and what devices it saw.
+
+    Each fit writes ``probe-<uuid>`` into ``probe_dir``: pid, CUDA_VISIBLE_DEVICES,
+    whether TensorFlow was already imported in the process, start and end times. With
+    ``import_tf`` the fit imports TensorFlow, as a Keras fit would.
+    """
+
+    def __init__(self, alpha=1.0, probe_dir=None, import_tf=False, delay=0.0):
+        super().__init__(alpha=alpha)
+        self.probe_dir = probe_dir
+        self.import_tf = import_tf
+        self.delay = delay
+
+    def fit(self, X, y, **kwargs):
+        import json
+        import sys
+
+        start = time.time()
+        tf_loaded = "tensorflow" in sys.modules
+        if self.import_tf:
+            import tensorflow  # noqa: F401
+        time.sleep(self.delay)
+        super().fit(X, y, **kwargs)
+        if self.probe_dir:
+            probe = {
+                "pid": os.getpid(),
+                "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "tf_loaded": tf_loaded,
+                "start": start,
+                "end": time.time(),
+            }
+            with open(os.path.join(self.probe_dir, f"probe-{uuid.uuid4().hex}"), "w") as f:
+                json.dump(probe, f)
+        return self
