@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import importlib
 import logging
 import os
 import re
@@ -401,7 +402,7 @@ def _follow(client: Any, job_id: str) -> str:
 
 def _report(argv: list[str]) -> int:
     try:
-        from raygrid import report
+        report = importlib.import_module("raygrid.report")
     except ImportError as exc:
         if getattr(exc, "name", None) == "raygrid.report":
             print(
