@@ -146,7 +146,17 @@ def initial_values(model: Any, seed: int) -> list[np.ndarray]:
 
 
 def loss_name(loss: Any) -> str:
-    """A lower-case name for a Keras loss given as a string, an object or a function."""
+    """A lower-case name for a Keras loss given as a string, an object or a function.
+
+    Parameters
+    ----------
+    loss : str, keras.losses.Loss, callable or None
+
+    Returns
+    -------
+    str
+        Empty for None.
+    """
     if loss is None:
         return ""
     if isinstance(loss, str):
@@ -158,7 +168,16 @@ def loss_name(loss: Any) -> str:
 
 
 def loss_from_logits(loss: Any) -> bool:
-    """Whether a Keras loss object was told its inputs are logits."""
+    """Whether a Keras loss object was told its inputs are logits.
+
+    Parameters
+    ----------
+    loss : str, keras.losses.Loss, callable or None
+
+    Returns
+    -------
+    bool
+    """
     get_config = getattr(loss, "get_config", None)
     if get_config is None:
         return False
@@ -169,7 +188,18 @@ def loss_from_logits(loss: Any) -> bool:
 
 
 def output_width(model: Any, x_sample: np.ndarray | None = None) -> int:
-    """Width of a single-output model's output (its last dimension)."""
+    """Width of a single-output model's output (its last dimension).
+
+    Parameters
+    ----------
+    model : keras.Model
+    x_sample : ndarray, optional
+        Input for one forward pass, needed when the model has no symbolic outputs.
+
+    Returns
+    -------
+    int
+    """
     outputs = getattr(model, "outputs", None)
     if outputs:
         if len(outputs) != 1:
@@ -184,8 +214,18 @@ def output_width(model: Any, x_sample: np.ndarray | None = None) -> int:
 def make_optimizer(optimizer: Any, learning_rate: float | None, kwargs: dict[str, Any]) -> Any:
     """A new Keras optimizer from a name, a class or an instance (which is copied).
 
-    ``learning_rate`` (when not None) and ``kwargs`` override the optimizer's own
-    settings.
+    Parameters
+    ----------
+    optimizer : str, type or keras.optimizers.Optimizer
+        E.g. ``"adam"``, ``keras.optimizers.SGD`` or ``keras.optimizers.RMSprop(0.1)``.
+    learning_rate : float or None
+        Overrides the optimizer's own rate when not None.
+    kwargs : dict
+        Further optimizer arguments (``momentum``, ``beta_1``, ...).
+
+    Returns
+    -------
+    keras.optimizers.Optimizer
     """
     import keras
 

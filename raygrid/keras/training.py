@@ -19,21 +19,29 @@ Why a cache
 
 Fallback
     Callbacks, validation data, ``verbose > 0`` and other ``model.fit`` arguments, or
-    ``fast_path=False``, use ``model.fit``; so does a model the fast loop fails on. The
-    fallback feeds ``model.fit`` a ``tf.data`` pipeline with the very batch order the
-    fast path uses, so that both paths compute the same thing: with the same seed they
-    gave bitwise-identical weights in this package's tests (same ops, same order). The
-    path is a function of the parameters alone, so a given configuration always takes
-    the same one.
+    ``fast_path=False``, use ``model.fit``; so does a model the fast loop fails on
+    (logged once per architecture). The fallback feeds ``model.fit`` the very batches,
+    in the very order, the fast path uses, and both run the same loss and optimizer ops,
+    so the two paths agree: the same seed gave bitwise-identical predictions and weights
+    in this package's tests. The path is a function of the parameters alone, so a given
+    configuration always takes the same one; ``fit_path_`` on the estimator tells which.
 
 Reproducibility
     A seeded fit is a function of the seed only, whether the cache was warm or cold:
     the initial values come from the seed (a NumPy generator for the default network,
     a seeded build for a user's model), the optimizer starts from its built state, the
-    shuffling is stateless. Bitwise equality across processes also needs the same
-    TensorFlow thread count and the same hardware/library build for large models
-    (intra-op parallel reductions may change summation order); see
+    shuffling is stateless. Across processes, bitwise equality was observed here for the
+    small networks of the tests with 1 and 2 TensorFlow threads; in general it needs the
+    same thread count and hardware/library build (intra-op parallel reductions in large
+    ops may change the summation order); see
     :func:`raygrid.keras.runtime.configure_tensorflow`.
+
+Caveat
+    A user's Sequential or functional model is keyed by its configuration (layer names
+    canonicalised). A custom layer whose ``get_config`` leaves out an argument that
+    changes its computation could wrongly share a compiled model with a different one:
+    give the layer a complete ``get_config``, or set ``RAYGRID_KERAS_CACHE_SIZE=0`` (no
+    sharing: every fit builds and traces anew). Subclassed models are never shared.
 """
 
 from __future__ import annotations
@@ -260,6 +268,17 @@ def structural_key(model: Any, input_shape: tuple[int, ...]) -> str | None:
     """A key equal for two builds of the same Sequential or functional model, or None.
 
     Subclassed models are not keyed: their configs need not describe their structure.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built, compiled model.
+    input_shape : tuple of int
+        Shape of one sample.
+
+    Returns
+    -------
+    str or None
     """
     import keras
 

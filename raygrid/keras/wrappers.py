@@ -53,6 +53,14 @@ def to_python(value: Any) -> Any:
 
     Keras rejects e.g. ``Dense(units=np.int64(32))``, and grids often hold NumPy values.
     Arrays are left alone.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    object
     """
     if isinstance(value, np.generic):
         return value.item()
