@@ -30,7 +30,8 @@ def tasks_frame(
 
     Columns: ``candidate``, ``split``, ``params``, ``test_<metric>`` (and
     ``train_<metric>``), ``fit_time``, ``score_time``, ``start_time``, ``end_time``
-    (UTC timestamps), ``node_id``, ``gpu_ids``, ``pid``, ``attempts``, ``resumed``
+    (UTC timestamps), ``node_id``, ``gpu_ids``, ``pid``, ``worker_rss`` (the worker's
+    resident memory in bytes right after the fit), ``attempts``, ``resumed``
     (read back from the journal instead of run) and ``error`` (traceback text, or None).
     """
     rows = []
@@ -56,6 +57,7 @@ def tasks_frame(
             node_id=record.get("node_id"),
             gpu_ids=",".join(record.get("gpu_ids") or ()),
             pid=record.get("pid"),
+            worker_rss=record.get("worker_rss"),
             attempts=record.get("attempts", 1),
             resumed=bool(record.get("resumed", False)),
             error=record["fit_error"],

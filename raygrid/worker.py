@@ -308,10 +308,9 @@ class FitWorker:
             started = time.time()
             record = fit_and_score(data, params, split)
             record.update(where, index=index, start_time=started, end_time=time.time())
+            record["worker_rss"] = _rss()
             records.append(record)
             self._fits += 1
-        if records:
-            records[-1]["worker_rss"] = _rss()
         return records
 
     def refit(self, data_ref: list, params: dict) -> dict[str, Any]:
