@@ -1,0 +1,65 @@
+"""raygrid.keras inside Ray workers: same bits in any process, same results as scikit-learn."""
+
+import numpy as np
+import ray
+from compare import assert_cv_results_equal
+from sklearn.datasets import make_classification
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from raygrid import RayGridSearchCV
+from raygrid.keras import KerasClassifier
+
+SEED_GRID = {
+    "units": [32, 64, 128],
+    "learning_rate": [0.001, 0.01],
+    "batch_size": [16, 32, 64],
+    "epochs": [10, 20],
+}
+
+
+def seed_data():
+    X, y = make_classification(
+        n_samples=500, n_features=20, n_informative=10, n_classes=3, random_state=42
+    )
+    X_train, _, y_train, _ = train_test_split(X, y, test_size=0.2, random_state=42)
+    return StandardScaler().fit_transform(X_train), y_train
+
+
+X, y = seed_data()
+
+
+@ray.remote(max_calls=1)  # a fresh worker process for every call
+def fit_in_a_fresh_process(X, y, seed):
+    import os
+
+    model = KerasClassifier(units=64, epochs=5, random_state=seed).fit(X, y)
+    return os.getpid(), model.predict_proba(X).tobytes()
+
+
+def test_same_seed_same_predict_proba_in_two_ray_worker_processes():
+    (pid_a, proba_a), (pid_b, proba_b) = ray.get(
+        [fit_in_a_fresh_process.remote(X, y, 7), fit_in_a_fresh_process.remote(X, y, 7)]
+    )
+    assert pid_a != pid_b
+    assert proba_a == proba_b
+    _, other_seed = ray.get(fit_in_a_fresh_process.remote(X, y, 8))
+    assert other_seed != proba_a
+
+
+def test_seed_grid_same_cv_results_as_scikit_learn():
+    theirs = GridSearchCV(KerasClassifier(random_state=0), SEED_GRID, cv=3).fit(X, y)
+    ours = RayGridSearchCV(KerasClassifier(random_state=0), SEED_GRID, cv=3).fit(X, y)
+    assert_cv_results_equal(ours.cv_results_, theirs.cv_results_)
+    assert ours.best_params_ == theirs.best_params_
+    np.testing.assert_array_equal(ours.predict_proba(X), theirs.predict_proba(X))
+
+
+def test_one_warm_worker_memory_stays_flat_over_200_fits():
+    grid = {**SEED_GRID, "epochs": [2], "random_state": list(range(6))}  # 108 candidates
+    search = RayGridSearchCV(KerasClassifier(), grid, cv=2, n_jobs=1, progress=False)
+    tasks = search.fit(X, y).tasks_.sort_values("end_time")
+    assert len(tasks) == 216 and tasks["pid"].nunique() == 1
+    rss = tasks["worker_rss"].to_numpy()
+    growth_mb = (rss[199] - rss[19]) / 2**20
+    assert growth_mb < 50, f"worker grew {growth_mb:.1f} MB from fit 20 to fit 200"
