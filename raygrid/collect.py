@@ -32,8 +32,6 @@ class Collector:
         The search's ``verbose``.
     max_consecutive_failures : int or None
         Stop once this many fits in a row have failed.
-    bar : progress.ProgressBar, default=None
-        The progress display; none by default.
     """
 
     def __init__(
@@ -44,7 +42,6 @@ class Collector:
         error_score: Any,
         verbose: int,
         max_consecutive_failures: int | None,
-        bar: progress.ProgressBar | None = None,
     ) -> None:
         self.tasks = tasks
         self.keys = keys
@@ -52,20 +49,41 @@ class Collector:
         self.error_score = error_score
         self.verbose = verbose
         self.max_consecutive_failures = max_consecutive_failures
-        self.bar = bar or progress.ProgressBar(False, len(tasks), tasks[-1].split + 1)
         self.records: list[dict[str, Any] | None] = [None] * len(tasks)
         self.n_candidates = tasks[-1].candidate + 1
         self.n_splits = tasks[-1].split + 1
+        self.bar = progress.ProgressBar(False, len(tasks), self.n_splits)
         self._failed_in_a_row: list[str] = []
         self._warning_registry: dict = {}
 
-    def resume(self, index: int, record: dict[str, Any]) -> None:
-        """Take a record read back from the journal instead of running its task."""
-        if record["fit_error"] is not None:
-            record["test_scores"] = self.error_score
-            if record.get("train_scores") is not None:
-                record["train_scores"] = self.error_score
-        self.records[index] = record
+    def resume_from_journal(self) -> list[Task]:
+        """Take every journaled record of this search; return the tasks still to run.
+
+        A journaled failure is reused with this search's ``error_score``, except under
+        ``error_score='raise'``, where the fit runs again so that it can raise.
+        """
+        if self.journal is None:
+            return list(self.tasks)
+        done = self.journal.load()
+        for task, key in zip(self.tasks, self.keys, strict=True):
+            record = done.get(key)
+            if record is None or (record["fit_error"] and self.error_score == "raise"):
+                continue
+            if record["fit_error"] is not None:
+                record["test_scores"] = self.error_score
+                if record.get("train_scores") is not None:
+                    record["train_scores"] = self.error_score
+            self.records[task.index] = record
+        return [t for t in self.tasks if self.records[t.index] is None]
+
+    def show_progress(self, show: bool | str) -> None:
+        """Start the progress bar (``show`` is the search's ``progress``)."""
+        done = sum(r is not None for r in self.records)
+        self.bar = progress.ProgressBar(show, len(self.tasks), self.n_splits, done=done)
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        self.bar.close()
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
         """Handle one batch of freshly finished fits."""

@@ -228,15 +228,8 @@ class RayGridSearchCV(GridSearchCV):
         collect = Collector(
             tasks, keys, journal, self.error_score, self.verbose, self.max_consecutive_failures
         )
-        done = journal.load() if journal is not None else {}
-        for task, key in zip(tasks, keys or [None] * len(tasks), strict=True):
-            reusable = done.get(key)
-            if reusable and not (reusable["fit_error"] and self.error_score == "raise"):
-                collect.resume(task.index, reusable)
-        to_run = [t for t in tasks if collect.records[t.index] is None]
-        bar = collect.bar = progress.ProgressBar(
-            self.progress, len(tasks), n_splits, done=len(tasks) - len(to_run)
-        )
+        to_run = collect.resume_from_journal()
+        collect.show_progress(self.progress)
 
         n_slots = max(1, min(validate.resolve_n_slots(self.n_jobs, capacity), len(to_run)))
         max_in_flight = validate.resolve_pre_dispatch(self.pre_dispatch, n_slots, len(tasks))
@@ -253,7 +246,7 @@ class RayGridSearchCV(GridSearchCV):
                     on_records=collect,
                 )
             finally:
-                bar.close()
+                collect.close()
             records = collect.records
 
             # 4. Aggregate, choose the best candidate, refit in a slot like the fits'.

@@ -1,6 +1,7 @@
 """``raygrid report``: the ranked table, the figures, the HTML page and bad input."""
 
 import base64
+import os
 import re
 import shutil
 import sys
@@ -314,3 +315,21 @@ def test_grid_without_parameters(tmp_path, capsys):
     assert rows == [["1", *rows[0][1:]]]
     assert "note: heatmap skipped" in out
     assert_png(tmp_path / "figures" / "params.png")
+
+
+def test_report_on_the_seed_search(tmp_path, capsys):
+    """`raygrid run examples/seed.toml` then `raygrid report` on its output."""
+    from raygrid import cli
+
+    spec = tmp_path / "seed.toml"
+    with open(os.path.join(os.path.dirname(__file__), "..", "examples", "seed.toml")) as f:
+        source = f.read()
+    spec.write_text(source.replace('path = "results/seed"', f'path = "{tmp_path / "seed"}"'))
+    assert cli.main(["run", str(spec)]) == 0
+    capsys.readouterr()
+    html = tmp_path / "seed.html"
+    assert run(capsys, tmp_path / "seed", "--html", html)[0] == 0
+    for name in ("heatmap.png", "params.png", "timeline.png"):
+        assert_png(tmp_path / "seed" / "figures" / name)
+    page = html.read_text()
+    assert page.count("data:image/png;base64,") == 3 and "units" in page
