@@ -16,7 +16,6 @@ import os
 import socket
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -370,18 +369,33 @@ class _Scheduler:
             self.slots[slot] = self.pool.add()
 
 
-def refit_on_pool(pool: WorkerPool, data_ref: ray.ObjectRef, params: dict) -> dict[str, Any]:
+def refit_on_pool(
+    pool: WorkerPool, data_ref: ray.ObjectRef, params: dict, max_retries: int
+) -> dict[str, Any]:
     """Fit the best candidate on all the data, in a slot like the search's fits.
 
-    Returns the worker's refit record (see :func:`raygrid.worker.refit`).
+    A worker lost during the refit is replaced and the refit retried, up to
+    ``max_retries`` times. Returns the worker's refit record (see
+    :func:`raygrid.worker.refit`).
     """
     try:
-        return ray.get(
-            pool.actors[0].refit.options(name="raygrid refit").remote([data_ref], params)
-        )
+        for attempt in range(max_retries + 1):
+            actor = pool.actors[0] if pool.actors else pool.add()
+            try:
+                return ray.get(
+                    actor.refit.options(name="raygrid refit").remote([data_ref], params)
+                )
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+                pool.discard(actor)
+                if attempt == max_retries:
+                    raise RuntimeError(
+                        f"The refit was lost {attempt + 1} times with its Ray worker "
+                        f"(max_retries={max_retries}): {exc}"
+                    ) from exc
     except BaseException:
         pool.shutdown()
         raise
+    raise AssertionError("unreachable")
 
 
 class _BatchSizer:
@@ -405,14 +419,3 @@ class _BatchSizer:
         # Leave enough batches for every slot at the end of the search.
         fair = max(1, remaining // (4 * self.n_slots))
         return max(1, min(wanted, fair, _MAX_BATCH))
-
-
-def wait_for_workers(pool: WorkerPool, n_slots: int, timeout: float = 120.0) -> None:
-    """Block until the pool's first ``n_slots`` workers have started (or time out)."""
-    deadline = time.time() + timeout
-    refs = [a.info.remote() for a in pool.actors[:n_slots]]
-    ready, pending = ray.wait(
-        refs, num_returns=len(refs), timeout=max(0.0, deadline - time.time())
-    )
-    if pending:
-        raise TimeoutError(f"{len(pending)} of {n_slots} Ray workers did not start in {timeout} s")

@@ -267,7 +267,9 @@ class RayGridSearchCV(GridSearchCV):
                 self.best_params_ = results["params"][self.best_index_]
 
             if self.refit:
-                refitted = execute.refit_on_pool(pool, data_ref, self.best_params_)
+                refitted = execute.refit_on_pool(
+                    pool, data_ref, self.best_params_, self.max_retries
+                )
                 collect.show_warnings(refitted["warnings"])
                 if refitted["error"] is not None:
                     raise_from_worker(refitted["exception"], refitted["error"])

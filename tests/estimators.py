@@ -14,7 +14,8 @@ class SlowRidge(Ridge):
     ``marker_dir`` counts fits across processes: each fit writes ``fit-<uuid>`` there.
     ``kill_once`` (a file path) makes the first fit of candidate ``alpha == kill_alpha``
     SIGKILL its own worker process; the file marks that it happened. ``kill_always``
-    kills on every fit of that candidate.
+    kills on every fit of that candidate; ``kill_rows`` kills (once) the first fit on
+    that many rows instead, e.g. the refit on all the data.
     """
 
     def __init__(
@@ -25,6 +26,7 @@ class SlowRidge(Ridge):
         kill_once=None,
         kill_alpha=None,
         kill_always=False,
+        kill_rows=None,
     ):
         super().__init__(alpha=alpha)
         self.delay = delay
@@ -32,8 +34,14 @@ class SlowRidge(Ridge):
         self.kill_once = kill_once
         self.kill_alpha = kill_alpha
         self.kill_always = kill_always
+        self.kill_rows = kill_rows
 
     def fit(self, X, y, **kwargs):
+        refit_to_kill = self.kill_rows is not None and len(X) == self.kill_rows
+        if refit_to_kill and not os.path.exists(self.kill_once):
+            with open(self.kill_once, "w") as f:
+                f.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.alpha == self.kill_alpha:
             if self.kill_always:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -40,6 +40,15 @@ def test_killed_worker_is_retried_and_results_unchanged(tmp_path):
     assert set(retried["candidate"]) >= {2}
 
 
+def test_worker_killed_during_refit_is_retried(tmp_path):
+    marker = str(tmp_path / "killed")
+    search = RayGridSearchCV(SlowRidge(kill_once=marker, kill_rows=len(X)), GRID, cv=3)
+    search.fit(X, y)
+    assert os.path.exists(marker), "the refit never killed its worker"
+    reference = RayGridSearchCV(SlowRidge(), GRID, cv=3).fit(X, y)
+    np.testing.assert_array_equal(search.predict(X), reference.predict(X))
+
+
 def test_worker_killed_every_time_exhausts_max_retries():
     search = RayGridSearchCV(
         SlowRidge(kill_alpha=1.0, kill_always=True), {"alpha": [1.0]}, cv=2, max_retries=1
