@@ -28,34 +28,25 @@ import sys
 import time
 
 import numpy as np
-from sklearn.datasets import make_classification
-from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.preprocessing import StandardScaler
+from sklearn.model_selection import GridSearchCV
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from seed_grid_search import SEED_GRID as GRID  # noqa: E402
 from seed_grid_search import KerasClassifierWrapper  # noqa: E402  (the seed's wrapper)
+from seed_grid_search import seed_data as _seed_split  # noqa: E402
 
 from raygrid import RayGridSearchCV  # noqa: E402
 from raygrid.execute import start_local  # noqa: E402
 from raygrid.keras import KerasClassifier  # noqa: E402
 
-GRID = {
-    "units": [32, 64, 128],
-    "learning_rate": [0.001, 0.01],
-    "batch_size": [16, 32, 64],
-    "epochs": [10, 20],
-}
-
 
 def seed_data():
-    X, y = make_classification(
-        n_samples=500, n_features=20, n_informative=10, n_classes=3, random_state=42
-    )
-    X_train, _, y_train, _ = train_test_split(X, y, test_size=0.2, random_state=42)
-    return StandardScaler().fit_transform(X_train), y_train
+    """The seed search's scaled training data (400 rows)."""
+    X_train, _, y_train, _ = _seed_split()
+    return X_train, y_train
 
 
 def main() -> None:

@@ -50,21 +50,27 @@ class KerasClassifierWrapper(BaseEstimator, ClassifierMixin):
         return np.argmax(predictions, axis=1)
 
 
-def main() -> None:
+SEED_GRID = {
+    "units": [32, 64, 128],
+    "learning_rate": [0.001, 0.01],
+    "batch_size": [16, 32, 64],
+    "epochs": [10, 20],
+}
+
+
+def seed_data():
+    """The write-up's data: 500 samples, 80/20 split, scaled on the training part."""
     X, y = make_classification(
         n_samples=500, n_features=20, n_informative=10, n_classes=3, random_state=42
     )
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)
     scaler = StandardScaler()
-    X_train_scaled = scaler.fit_transform(X_train)
-    X_test_scaled = scaler.transform(X_test)
+    return scaler.fit_transform(X_train), scaler.transform(X_test), y_train, y_test
 
-    param_grid = {
-        "units": [32, 64, 128],
-        "learning_rate": [0.001, 0.01],
-        "batch_size": [16, 32, 64],
-        "epochs": [10, 20],
-    }
+
+def main() -> None:
+    X_train_scaled, X_test_scaled, y_train, y_test = seed_data()
+    param_grid = SEED_GRID
     grid_search = RayGridSearchCV(
         KerasClassifierWrapper(), param_grid, cv=3, scoring="accuracy", verbose=1
     )

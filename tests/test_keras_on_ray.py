@@ -1,32 +1,20 @@
 """raygrid.keras inside Ray workers: same bits in any process, same results as scikit-learn."""
 
+import os
+import sys
+
 import numpy as np
 import ray
 from compare import assert_cv_results_equal
-from sklearn.datasets import make_classification
-from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.preprocessing import StandardScaler
+from sklearn.model_selection import GridSearchCV
 
 from raygrid import RayGridSearchCV
 from raygrid.keras import KerasClassifier
 
-SEED_GRID = {
-    "units": [32, 64, 128],
-    "learning_rate": [0.001, 0.01],
-    "batch_size": [16, 32, 64],
-    "epochs": [10, 20],
-}
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+from seed_grid_search import SEED_GRID, seed_data  # noqa: E402
 
-
-def seed_data():
-    X, y = make_classification(
-        n_samples=500, n_features=20, n_informative=10, n_classes=3, random_state=42
-    )
-    X_train, _, y_train, _ = train_test_split(X, y, test_size=0.2, random_state=42)
-    return StandardScaler().fit_transform(X_train), y_train
-
-
-X, y = seed_data()
+X, _, y, _ = seed_data()  # the seed example's own scaled training data
 
 
 @ray.remote(max_calls=1)  # a fresh worker process for every call
