@@ -15,7 +15,7 @@ import os
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,8 +60,6 @@ class SearchData:
     return_train_score: bool
     error_score: Any
     pairwise: bool = False
-    # Parameters for the final refit, when the driver asks for one.
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def fit_and_score(data: SearchData, params: dict[str, Any], split: int) -> dict[str, Any]:
