@@ -80,6 +80,9 @@ class Collector:
         """Start the progress bar (``show`` is the search's ``progress``)."""
         done = sum(r is not None for r in self.records)
         self.bar = progress.ProgressBar(show, len(self.tasks), self.n_splits, done=done)
+        for task, record in zip(self.tasks, self.records, strict=True):
+            if record is not None:
+                self.bar.update(task.candidate, record, resumed=True)
 
     def close(self) -> None:
         """Close the progress bar."""

@@ -99,8 +99,8 @@ class ProgressBar:
                 total=total, initial=done, desc="raygrid", unit="fit", dynamic_ncols=True
             )
 
-    def update(self, candidate: int, record: dict[str, Any]) -> None:
-        """Count one finished fit of ``candidate``."""
+    def update(self, candidate: int, record: dict[str, Any], resumed: bool = False) -> None:
+        """Count one finished fit of ``candidate`` (``resumed``: already counted as done)."""
         if self.bar is None:
             return
         if record["fit_error"] is not None:
@@ -118,7 +118,8 @@ class ProgressBar:
         if self.best is not None:
             postfix["best"] = f"{self.best:.4f}"
         self.bar.set_postfix(postfix, refresh=False)
-        self.bar.update(1)
+        if not resumed:
+            self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:

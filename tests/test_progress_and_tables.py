@@ -156,3 +156,13 @@ def test_progress_bar_leaves_verbose_lines_intact():
     out = run_in_terminal(DRIVER.format(address=address, verbose=2))
     assert "Fitting 4 folds for each of 6 candidates, totalling 24 fits" in out
     assert out.count("[CV] END ") == 24
+
+
+def test_progress_of_a_resumed_search_counts_journaled_fits(tmp_path, capsys):
+    RayGridSearchCV(DecisionTreeClassifier(), GRID, cv=3, results_dir=tmp_path).fit(X, y)
+    capsys.readouterr()
+    RayGridSearchCV(DecisionTreeClassifier(), GRID, cv=3, results_dir=tmp_path, progress=True).fit(
+        X, y
+    )
+    err = capsys.readouterr().err
+    assert "18/18" in err and "best=" in err
