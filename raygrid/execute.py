@@ -86,7 +86,7 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwar
 
 def _check_reachable(address: str) -> None:
     """Fail in seconds, not minutes, when a ``host:port`` address does not answer."""
-    if address == "auto" or "://" in address and not address.startswith("ray://"):
+    if address == "auto" or ("://" in address and not address.startswith("ray://")):
         return
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")

@@ -188,10 +188,6 @@ class Journal:
         pq.write_table(table, sink)
         _atomic_write(os.path.join(self.path, name), sink.getvalue().to_pybytes())
 
-    def count(self) -> int:
-        """How many part files the journal holds (cheap; for progress and tests)."""
-        return sum(n.startswith(_PART_PREFIX) for n in os.listdir(self.path))
-
 
 def _encode(key: str, record: dict[str, Any]) -> dict[str, Any]:
     return {

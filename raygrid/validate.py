@@ -179,7 +179,8 @@ def check_data(estimator: Any, X: Any, y: Any) -> None:
             if np.isinf(array).any():
                 raise ValueError(f"X contains infinity, which {name} cannot fit.")
     if y is not None and is_classifier(estimator):
-        classes = np.unique(_as_array(y) if _as_array(y) is not None else np.asarray(y))
+        target = _as_array(y)
+        classes = np.unique(target if target is not None else np.asarray(y))
         if len(classes) < 2:
             raise ValueError(
                 f"y has a single class ({_plain(classes[0])!r}); the classifier {name} needs at "

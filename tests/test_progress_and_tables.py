@@ -64,11 +64,11 @@ def test_results_frame_is_sorted_with_a_column_per_parameter(search):
     assert frame["max_depth"].isna().sum() == 2  # None values stay None
 
 
-def test_cv_results_keys_unchanged_by_these_features(search):
+def test_cv_results_keys_unchanged_by_these_features(search, tmp_path):
     theirs = GridSearchCV(DecisionTreeClassifier(random_state=0), GRID, cv=4).fit(X, y)
     assert list(search.cv_results_) == list(theirs.cv_results_)
     search.results_frame()
-    search.save_results("/tmp/raygrid-keys-check")
+    search.save_results(tmp_path)
     assert list(search.cv_results_) == list(theirs.cv_results_)
 
 
