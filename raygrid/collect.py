@@ -11,8 +11,10 @@ import warnings
 from typing import Any
 
 from raygrid import progress
+from raygrid.callbacks import deliver
 from raygrid.journal import Journal
 from raygrid.plan import Task
+from raygrid.record import FitRecord
 
 
 class Collector:
@@ -49,12 +51,12 @@ class Collector:
         self.error_score = error_score
         self.verbose = verbose
         self.max_consecutive_failures = max_consecutive_failures
-        self.records: list[dict[str, Any] | None] = [None] * len(tasks)
-        self.n_candidates = tasks[-1].candidate + 1
+        self.records: list[FitRecord | None] = [None] * len(tasks)
+        self.first_candidate = tasks[0].candidate
+        self.n_candidates = tasks[-1].candidate + 1 - self.first_candidate
         self.n_splits = tasks[-1].split + 1
         self.bar = progress.ProgressBar(False, len(tasks), self.n_splits)
         self._failed_in_a_row: list[str] = []
-        self._warning_registry: dict = {}
 
     def resume_from_journal(self) -> list[Task]:
         """Take every journaled record of this search; return the tasks still to run.
@@ -66,13 +68,14 @@ class Collector:
             return list(self.tasks)
         done = self.journal.load()
         for task, key in zip(self.tasks, self.keys, strict=True):
-            record = done.get(key)
-            if record is None or (record["fit_error"] and self.error_score == "raise"):
+            row = done.get(key)
+            if row is None or (row["fit_error"] and self.error_score == "raise"):
                 continue
-            if record["fit_error"] is not None:
-                record["test_scores"] = self.error_score
-                if record.get("train_scores") is not None:
-                    record["train_scores"] = self.error_score
+            record = FitRecord.from_row(task.index, row)
+            if record.failed:
+                record.test_scores = _fill(record.test_scores, self.error_score)
+                if record.train_scores is not None:
+                    record.train_scores = _fill(record.train_scores, self.error_score)
             self.records[task.index] = record
         return [t for t in self.tasks if self.records[t.index] is None]
 
@@ -88,33 +91,32 @@ class Collector:
         """Close the progress bar."""
         self.bar.close()
 
-    def __call__(self, batch: list[dict[str, Any]]) -> None:
+    def __call__(self, batch: list[FitRecord]) -> None:
         """Handle one batch of freshly finished fits."""
         if self.journal is not None:
-            self.journal.append([(self.keys[r["index"]], self._journal_row(r)) for r in batch])
+            self.journal.append(
+                [(self.keys[r.index], self.tasks[r.index], r) for r in batch if r.raised is None]
+            )
         for record in batch:
             self._handle(record)
 
-    def _journal_row(self, record: dict[str, Any]) -> dict[str, Any]:
-        task = self.tasks[record["index"]]
-        return {**record, "candidate": task.candidate, "split": task.split, "params": task.params}
-
-    def _handle(self, record: dict[str, Any]) -> None:
-        task = self.tasks[record["index"]]
-        self.records[record["index"]] = record
-        self.show_warnings(record.pop("warnings", ()))
-        exception = record.pop("exception", None)
-        failed = record["fit_error"] is not None
-        if record.get("score_failed") or (failed and self.error_score == "raise"):
-            raise_from_worker(exception, record["fit_error"])
-        self.bar.update(task.candidate, record)
+    def _handle(self, record: FitRecord) -> None:
+        task = self.tasks[record.index]
+        self.records[record.index] = record
+        show_warnings(record.warnings)
+        deliver(record.callback_messages)
+        record.warnings, record.callback_messages = [], []
+        if record.raised_text is not None:
+            raise_from_worker(record.raised, record.raised_text)
+        self.bar.update(task.candidate - self.first_candidate, record)
         if self.verbose > 1:
-            split, candidate = (task.split, self.n_splits), (task.candidate, self.n_candidates)
+            candidate = (task.candidate - self.first_candidate, self.n_candidates)
+            split = (task.split, self.n_splits)
             if self.verbose > 9:
                 # Printed as the fit's result arrives: the fit started in a worker.
                 print(progress.fit_start_line(task.params, split, candidate))
             print(progress.end_line(record, task.params, split, candidate, self.verbose))
-        self._count_failure(failed, record["fit_error"])
+        self._count_failure(record.failed, record.fit_error)
 
     def _count_failure(self, failed: bool, error: str | None) -> None:
         if not failed:
@@ -131,16 +133,22 @@ class Collector:
                 f"{self._failed_in_a_row[0]}"
             )
 
-    def show_warnings(self, caught) -> None:
-        """Re-issue warnings caught in a worker, as if raised where they were raised.
 
-        One registry for the whole search: Python's default filter then shows each
-        distinct warning once, as it would have in one process.
-        """
-        for message, category, filename, lineno in caught:
-            warnings.warn_explicit(
-                message, category, filename, lineno, registry=self._warning_registry
-            )
+def show_warnings(caught: list[tuple]) -> None:
+    """Re-issue the warnings one fit raised in a worker, as if raised where they were.
+
+    One registry per fit: scikit-learn runs each fit under its own
+    ``warnings.catch_warnings()``, so a warning repeated by every fit is shown once per
+    fit, and the user's filters decide as they would in-process.
+    """
+    registry: dict = {}
+    for message, category, filename, lineno in caught:
+        warnings.warn_explicit(message, category, filename, lineno, registry=registry)
+
+
+def _fill(scores: Any, error_score: Any) -> Any:
+    """``error_score`` in the shape of ``scores`` (one per metric when multimetric)."""
+    return dict.fromkeys(scores, error_score) if isinstance(scores, dict) else error_score
 
 
 def raise_from_worker(exception: BaseException | None, error: str) -> None:

@@ -24,7 +24,8 @@ from typing import Any
 import ray
 
 from raygrid.plan import Task
-from raygrid.worker import FitWorker, SearchData
+from raygrid.record import FitRecord
+from raygrid.worker import FitWorker, RefitResult
 
 # A batch of fits aims at about this much work, so per-call overhead stays small.
 _TARGET_CALL_SECONDS = 0.2
@@ -35,12 +36,22 @@ WORKER_MAX_RSS = 4 * 2**30
 IDLE_SECONDS = 10.0
 
 
-def connect(address: str | None) -> None:
+# The GCS addresses of the local Rays this process started with start_local().
+_own_sessions: set[str] = set()
+
+
+def connect(address: str | None) -> bool:
     """Make sure this process is connected to Ray.
 
     An initialised Ray is used as it is. Otherwise ``address`` (or ``RAY_ADDRESS``) names
     a cluster to join; with neither, a quiet local Ray sized to this machine is started
     and left running for later searches in this process.
+
+    Returns
+    -------
+    bool
+        Whether the session is a local Ray that raygrid started, whose workers import
+        what this process imports (see :func:`start_local`).
     """
     if ray.is_initialized():
         current = ray.get_runtime_context().gcs_address
@@ -50,13 +61,14 @@ def connect(address: str | None) -> None:
                 f"{current!r}. Call ray.shutdown() first, or leave ray_address unset to use "
                 "that cluster."
             )
-        return
+        return current in _own_sessions
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         _check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING)
-        return
+        return False
     start_local()
+    return True
 
 
 def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs: Any) -> None:
@@ -82,6 +94,7 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwar
         runtime_env={"env_vars": env},
         **kwargs,
     )
+    _own_sessions.add(ray.get_runtime_context().gcs_address)
 
 
 def _check_reachable(address: str) -> None:
@@ -241,22 +254,20 @@ def _cluster_id() -> str:
     return f"{ctx.gcs_address}/{ctx.get_job_id()}"
 
 
-def put_search_data(data: SearchData) -> ray.ObjectRef:
-    """Place the search's shared data in Ray's object store, once for the whole search."""
-    return ray.put(data)
-
-
 def run_tasks(
     pool: WorkerPool,
     n_slots: int,
-    data_ref: ray.ObjectRef,
+    refs: tuple[ray.ObjectRef, ray.ObjectRef],
     tasks: Iterable[Task],
     *,
     max_in_flight: int,
     max_retries: int,
-    on_records: Callable[[list[dict[str, Any]]], None],
+    on_records: Callable[[list[FitRecord]], None],
 ) -> None:
     """Run ``tasks`` on ``n_slots`` workers of ``pool``.
+
+    ``refs`` are the search's data and the wave's splits in Ray's object store
+    (:class:`~raygrid.worker.SearchData`, :class:`~raygrid.worker.WaveData`).
 
     Tasks are handed out in the order given, in batches, at most ``max_in_flight`` fits
     queued or running at once. ``on_records`` is called with each batch's records as
@@ -269,7 +280,7 @@ def run_tasks(
     the pool is killed, so nothing keeps running, and the exception propagates.
     """
     try:
-        scheduler = _Scheduler(pool, n_slots, data_ref, max_in_flight, max_retries, on_records)
+        scheduler = _Scheduler(pool, n_slots, refs, max_in_flight, max_retries, on_records)
         scheduler.run(deque(tasks))
     except BaseException:
         pool.shutdown()
@@ -279,10 +290,10 @@ def run_tasks(
 class _Scheduler:
     """The driver's loop: keep each slot's worker fed, collect, retry lost work."""
 
-    def __init__(self, pool, n_slots, data_ref, max_in_flight, max_retries, on_records) -> None:
+    def __init__(self, pool, n_slots, refs, max_in_flight, max_retries, on_records) -> None:
         self.pool = pool
         self.max_retries = max_retries
-        self.data_ref = data_ref
+        self.refs = [[ref] for ref in refs]
         self.on_records = on_records
         pool._grow(n_slots)
         self.slots: dict[int, Any] = dict(enumerate(pool.actors[:n_slots]))
@@ -310,9 +321,9 @@ class _Scheduler:
                     self._lost(slot, actor, batch, exc)
                     continue
                 for record in records:
-                    record["attempts"] = self.attempts.get(record["index"], 0) + 1
+                    record.attempts = self.attempts.get(record.index, 0) + 1
                 self.sizer.observe(records)
-                if records and records[-1].get("worker_rss", 0) > WORKER_MAX_RSS:
+                if records and (records[-1].worker_rss or 0) > WORKER_MAX_RSS:
                     self.recycle.add(slot)
                 self.on_records(records)
                 self._submit(slot)
@@ -335,7 +346,7 @@ class _Scheduler:
             ref = (
                 self.slots[slot]
                 .run.options(name=name)
-                .remote([self.data_ref], [(t.index, t.params, t.split) for t in batch])
+                .remote(*self.refs, [(t.index, t.params, t.split) for t in batch])
             )
             self.in_flight[ref] = (slot, self.slots[slot], batch)
             self.busy[slot] += 1
@@ -370,20 +381,27 @@ class _Scheduler:
 
 
 def refit_on_pool(
-    pool: WorkerPool, data_ref: ray.ObjectRef, params: dict, max_retries: int
-) -> dict[str, Any]:
+    pool: WorkerPool,
+    data_ref: ray.ObjectRef,
+    params: dict,
+    max_retries: int,
+    callbacks: tuple[bytes, list] | None = None,
+) -> RefitResult:
     """Fit the best candidate on all the data, in a slot like the search's fits.
 
     A worker lost during the refit is replaced and the refit retried, up to
-    ``max_retries`` times. Returns the worker's refit record (see
-    :func:`raygrid.worker.refit`).
+    ``max_retries`` times. ``callbacks`` is the pickled ``(search, refit context)`` and
+    the listeners to relay, when scikit-learn callbacks are set.
     """
+    blob, listeners = callbacks or (None, [])
     try:
         for attempt in range(max_retries + 1):
             actor = pool.actors[0] if pool.actors else pool.add()
             try:
                 return ray.get(
-                    actor.refit.options(name="raygrid refit").remote([data_ref], params)
+                    actor.refit.options(name="raygrid refit").remote(
+                        [data_ref], params, blob, listeners
+                    )
                 )
             except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
                 pool.discard(actor)
@@ -405,8 +423,8 @@ class _BatchSizer:
         self.n_slots = max(1, n_slots)
         self.mean_seconds: float | None = None
 
-    def observe(self, records: list[dict[str, Any]]) -> None:
-        seconds = [r["end_time"] - r["start_time"] for r in records]
+    def observe(self, records: list[FitRecord]) -> None:
+        seconds = [r.end_time - r.start_time for r in records]
         mean = sum(seconds) / len(seconds)
         self.mean_seconds = (
             mean if self.mean_seconds is None else 0.7 * self.mean_seconds + 0.3 * mean

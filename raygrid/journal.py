@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from typing import Any
@@ -27,27 +26,15 @@ from typing import Any
 import joblib
 import numpy as np
 
+from raygrid.plan import Task
+from raygrid.record import ROW_TYPES, FitRecord
+
 MANIFEST = "raygrid-journal.json"
-FORMAT = "raygrid-journal/1"
+FORMAT = "raygrid-journal/2"
 _PART_PREFIX, _PART_SUFFIX = "part-", ".parquet"
 
-_COLUMNS = {
-    "key": "string",
-    "candidate": "int64",
-    "split": "int64",
-    "params": "string",
-    "test_scores": "string",
-    "train_scores": "string",
-    "fit_time": "float64",
-    "score_time": "float64",
-    "fit_error": "string",
-    "start_time": "float64",
-    "end_time": "float64",
-    "node_id": "string",
-    "gpu_ids": "string",
-    "pid": "int64",
-    "attempts": "int64",
-}
+_COLUMNS = {"key": "string", "candidate": "int64", "split": "int64", "params": "string"}
+_COLUMNS.update(ROW_TYPES)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -140,7 +127,9 @@ class Journal:
         )
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """Every record of this journal, by key (the newest wins for a repeated key).
+        """Every row of this journal, by key (the newest wins for a repeated key).
+
+        A row holds :meth:`raygrid.record.FitRecord.to_row`'s columns.
 
         Raises
         ------
@@ -169,17 +158,26 @@ class Journal:
                     "it was not written by raygrid."
                 )
             for row in table.to_pylist():
-                records[row["key"]] = _decode(row)
+                records[row["key"]] = row
         return records
 
-    def append(self, keyed_records: list[tuple[str, dict[str, Any]]]) -> None:
-        """Write records durably, as one new part file."""
+    def append(self, entries: list[tuple[str, Task, FitRecord]]) -> None:
+        """Write ``(key, task, record)`` entries durably, as one new part file."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if not keyed_records:
+        if not entries:
             return
-        rows = [_encode(key, record) for key, record in keyed_records]
+        rows = [
+            {
+                "key": key,
+                "candidate": task.candidate,
+                "split": task.split,
+                "params": json.dumps(task.params, default=repr, sort_keys=True),
+                **record.to_row(),
+            }
+            for key, task, record in entries
+        ]
         table = pa.Table.from_pylist(
             rows, schema=pa.schema([(c, pa.type_for_alias(t)) for c, t in _COLUMNS.items()])
         )
@@ -187,58 +185,6 @@ class Journal:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         _atomic_write(os.path.join(self.path, name), sink.getvalue().to_pybytes())
-
-
-def _encode(key: str, record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "key": key,
-        "candidate": record["candidate"],
-        "split": record["split"],
-        "params": json.dumps(record["params"], default=repr, sort_keys=True),
-        "test_scores": _dump_scores(record["test_scores"]),
-        "train_scores": _dump_scores(record.get("train_scores")),
-        "fit_time": record["fit_time"],
-        "score_time": record["score_time"],
-        "fit_error": record["fit_error"],
-        "start_time": record.get("start_time"),
-        "end_time": record.get("end_time"),
-        "node_id": record.get("node_id"),
-        "gpu_ids": ",".join(record.get("gpu_ids") or ()),
-        "pid": record.get("pid"),
-        "attempts": record.get("attempts", 1),
-    }
-
-
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "test_scores": _load_scores(row["test_scores"]),
-        "train_scores": _load_scores(row["train_scores"]),
-        "fit_time": row["fit_time"],
-        "score_time": row["score_time"],
-        "fit_error": row["fit_error"],
-        "start_time": row["start_time"],
-        "end_time": row["end_time"],
-        "node_id": row["node_id"],
-        "gpu_ids": [g for g in (row["gpu_ids"] or "").split(",") if g],
-        "pid": row["pid"],
-        "attempts": row["attempts"],
-        "resumed": True,
-    }
-
-
-def _dump_scores(scores: Any) -> str | None:
-    if scores is None:
-        return None
-    return json.dumps(scores, allow_nan=True)
-
-
-def _load_scores(text: str | None) -> Any:
-    if text is None:
-        return None
-    value = json.loads(text)
-    if isinstance(value, dict):
-        return {k: (math.nan if v is None else v) for k, v in value.items()}
-    return value
 
 
 def _atomic_write(path: str, data: bytes) -> None:

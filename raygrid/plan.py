@@ -12,8 +12,6 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from sklearn.model_selection import ParameterGrid
-
 
 @dataclass(frozen=True)
 class Task:
@@ -22,9 +20,9 @@ class Task:
     Attributes
     ----------
     index : int
-        Position in scikit-learn's candidate-major order.
+        Position in its wave, in scikit-learn's candidate-major order.
     candidate : int
-        Index of the candidate in ``cv_results_['params']``.
+        Index of the candidate in ``cv_results_['params']`` (across all waves).
     split : int
         Index of the CV split.
     params : dict
@@ -43,19 +41,15 @@ class Task:
         return f"raygrid fit [{shown}] split {self.split}"
 
 
-def expand_grid(param_grid: dict | list[dict]) -> list[dict[str, Any]]:
-    """Return the candidates of ``param_grid`` in scikit-learn's order.
+def plan_tasks(
+    candidates: list[dict[str, Any]], n_splits: int, first_candidate: int = 0
+) -> list[Task]:
+    """One task per (candidate, split) of a wave, candidate-major.
 
-    ``ParameterGrid`` itself validates the grid, so malformed grids raise the
-    same errors as with ``GridSearchCV``.
+    ``first_candidate`` is the number of candidates earlier waves of the search evaluated.
     """
-    return list(ParameterGrid(param_grid))
-
-
-def plan_tasks(candidates: list[dict[str, Any]], n_splits: int) -> list[Task]:
-    """One task per (candidate, split), candidate-major."""
     return [
-        Task(index=c * n_splits + s, candidate=c, split=s, params=params)
+        Task(index=c * n_splits + s, candidate=first_candidate + c, split=s, params=params)
         for c, params in enumerate(candidates)
         for s in range(n_splits)
     ]

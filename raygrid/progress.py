@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from raygrid.record import FitRecord
+
 
 def start_line(n_splits: int, n_candidates: int) -> str:
     """scikit-learn's opening line of a search."""
@@ -23,7 +25,7 @@ def fit_start_line(
 
 
 def end_line(
-    record: dict[str, Any],
+    record: FitRecord,
     params: dict[str, Any],
     split: tuple[int, int],
     candidate: tuple[int, int],
@@ -33,7 +35,7 @@ def end_line(
 
     Parameters
     ----------
-    record : dict
+    record : FitRecord
         The task's record: scores and times.
     params : dict
         The candidate's parameters.
@@ -51,8 +53,8 @@ def end_line(
     message = ", ".join(f"{k}={params[k]}" for k in sorted(params))
     message += ";" if message else ""
     if verbose > 2:
-        test = record["test_scores"]
-        train = record.get("train_scores")
+        test = record.test_scores
+        train = record.train_scores
         if isinstance(test, dict):
             for name in sorted(test):
                 message += f" {name}: ("
@@ -63,7 +65,7 @@ def end_line(
             message += f", score=(train={train:.3f}, test={test:.3f})"
         else:
             message += f", score={test:.3f}"
-    total = record["fit_time"] + record["score_time"]
+    total = record.fit_time + record.score_time
     message += f" total time={short_time(total)}"
     head = f"[CV{progress}] END "
     return head + "." * (80 - len(head) - len(message)) + message
@@ -99,13 +101,13 @@ class ProgressBar:
                 total=total, initial=done, desc="raygrid", unit="fit", dynamic_ncols=True
             )
 
-    def update(self, candidate: int, record: dict[str, Any], resumed: bool = False) -> None:
+    def update(self, candidate: int, record: FitRecord, resumed: bool = False) -> None:
         """Count one finished fit of ``candidate`` (``resumed``: already counted as done)."""
         if self.bar is None:
             return
-        if record["fit_error"] is not None:
+        if record.failed:
             self.failures += 1
-        score = record["test_scores"]
+        score = record.test_scores
         if isinstance(score, dict):
             score = next(iter(score.values()))
         scores = self._scores.setdefault(candidate, [])

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raygrid.plan import Task
+from raygrid.record import FitRecord
+
 RESULTS_FILE = "cv_results.parquet"
 TASKS_FILE = "tasks.parquet"
 SUMMARY_FILE = "search.json"
@@ -24,43 +27,48 @@ LAYOUT_VERSION = 1
 
 
 def tasks_frame(
-    records: list[dict[str, Any]], candidates: list[dict[str, Any]], n_splits: int
+    tasks: list[Task],
+    records: list[FitRecord],
+    candidate_columns: dict[str, list[Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per task, in scikit-learn's candidate-major order.
 
-    Columns: ``candidate``, ``split``, ``params``, ``test_<metric>`` (and
-    ``train_<metric>``), ``fit_time``, ``score_time``, ``start_time``, ``end_time``
+    Columns: ``candidate``, ``split``, ``params``, then ``candidate_columns`` (values per
+    candidate, e.g. a halving search's ``iter`` and ``n_resources``), ``test_<metric>``
+    (and ``train_<metric>``), ``fit_time``, ``score_time``, ``start_time``, ``end_time``
     (UTC timestamps), ``node_id``, ``gpu_ids``, ``pid``, ``worker_rss`` (the worker's
-    resident memory in bytes right after the fit), ``attempts``, ``resumed``
-    (read back from the journal instead of run) and ``error`` (traceback text, or None).
+    resident memory in bytes right after the fit), ``attempts``, ``resumed`` (read back
+    from the journal instead of run), ``error`` (traceback text, or None), and one column
+    per fitted fact the estimators reported (``n_iter``, ``best_epoch``, ``loss_curve``,
+    ...; see :data:`raygrid.record.FIT_INFO_ATTRIBUTES`).
     """
     rows = []
-    for i, record in enumerate(records):
+    for task, record in zip(tasks, records, strict=True):
         row: dict[str, Any] = {
-            "candidate": i // n_splits,
-            "split": i % n_splits,
-            "params": candidates[i // n_splits],
+            "candidate": task.candidate,
+            "split": task.split,
+            "params": task.params,
         }
-        for prefix in ("test", "train"):
-            scores = record.get(f"{prefix}_scores")
-            if scores is None:
-                continue
+        for name, values in (candidate_columns or {}).items():
+            row[name] = values[task.candidate]
+        for prefix, scores in (("test", record.test_scores), ("train", record.train_scores)):
             if isinstance(scores, dict):
                 row.update({f"{prefix}_{name}": value for name, value in scores.items()})
-            else:
+            elif scores is not None:
                 row[f"{prefix}_score"] = scores
         row.update(
-            fit_time=record["fit_time"],
-            score_time=record["score_time"],
-            start_time=record.get("start_time"),
-            end_time=record.get("end_time"),
-            node_id=record.get("node_id"),
-            gpu_ids=",".join(record.get("gpu_ids") or ()),
-            pid=record.get("pid"),
-            worker_rss=record.get("worker_rss"),
-            attempts=record.get("attempts", 1),
-            resumed=bool(record.get("resumed", False)),
-            error=record["fit_error"],
+            fit_time=record.fit_time,
+            score_time=record.score_time,
+            start_time=record.start_time,
+            end_time=record.end_time,
+            node_id=record.node_id,
+            gpu_ids=",".join(record.gpu_ids),
+            pid=record.pid,
+            worker_rss=record.worker_rss,
+            attempts=record.attempts,
+            resumed=record.resumed,
+            error=record.fit_error,
+            **record.fit_info,
         )
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -1,35 +1,30 @@
-"""``RayGridSearchCV``: scikit-learn's ``GridSearchCV``, with every fit a Ray task.
+"""raygrid's search classes: scikit-learn's search family, every fit a Ray task.
 
-``fit`` reads top to bottom as the search's data flow:
+Each class is scikit-learn's own search class with :class:`~raygrid.engine.RaySearchMixin`
+behind its ``_run_search``: the same constructor (plus raygrid's options), the same
+candidates, the same ``cv_results_``, fitted attributes and methods. How the fits run is
+in :mod:`raygrid.engine`.
 
-1. validate: parameters, scoring, data, CV splits, grid, resources — before any work;
-2. plan: one :class:`~raygrid.plan.Task` per (candidate, split);
-3. execute: data into Ray's object store once, tasks onto CPU/GPU slots;
-4. aggregate: records into ``cv_results_``, best candidate, refit in a slot.
+scikit-learn requires every constructor parameter to be spelt out in ``__init__`` (for
+``get_params``/``clone``), so each class repeats its scikit-learn parent's parameter list
+and adds raygrid's options.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
-from numbers import Integral, Real
-
 import numpy as np
-import pandas as pd
-from sklearn.base import clone, is_classifier
-from sklearn.model_selection import GridSearchCV, check_cv
-from sklearn.utils import get_tags, indexable
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+)
 
-from raygrid import aggregate, execute, plan, progress, validate
-from raygrid import journal as journal_lib
-from raygrid import results as results_tables
-from raygrid.collect import Collector, raise_from_worker
-from raygrid.worker import SearchData
+from raygrid.engine import RAY_OPTION_CONSTRAINTS, RaySearchMixin
 
 
-class RayGridSearchCV(GridSearchCV):
+class RayGridSearchCV(GridSearchCV, RaySearchMixin):
     """Exhaustive search over a parameter grid, each (candidate, fold) fit a Ray task.
 
     A drop-in replacement for :class:`sklearn.model_selection.GridSearchCV`: the same
@@ -41,58 +36,30 @@ class RayGridSearchCV(GridSearchCV):
 
     Parameters
     ----------
-    estimator : estimator object
-        Cloned and fitted once per (candidate, fold), inside Ray workers. It must be
-        picklable.
-    param_grid : dict or list of dict
-        Parameter names mapped to lists of values, as for ``GridSearchCV``.
-    scoring : str, callable, list, tuple or dict, default=None
-        As for ``GridSearchCV``, including multi-metric scoring.
-    n_jobs : int, default=None
-        The most fits running at once. ``None`` or ``-1``: as many as the cluster's
-        resources allow; ``-2``: one fewer; and so on.
-    refit : bool, str or callable, default=True
-        As for ``GridSearchCV``. The refit runs in a Ray slot like the fold fits.
-    cv : int, cross-validation generator or iterable, default=None
-        As for ``GridSearchCV``. Splits are computed once, on the driver.
-    verbose : int, default=0
-        As for ``GridSearchCV``; lines are printed by the driver as fits finish.
-    pre_dispatch : int or str, default='2*n_jobs'
-        The most fits queued or running at once.
-    error_score : 'raise' or numeric, default=np.nan
-        Score of a fit that fails; ``'raise'`` re-raises the worker's exception.
-    return_train_score : bool, default=False
-        Whether ``cv_results_`` includes training scores.
-    num_cpus_per_task : float, default=1
-        CPUs reserved for each fit (Ray ``num_cpus``).
-    num_gpus_per_task : float, default=0
-        GPUs reserved for each fit (Ray ``num_gpus``); a fraction shares one GPU.
-    max_retries : int, default=3
-        How often a fit is retried after its worker process or node died. Errors raised
-        by the estimator are never retried: they follow ``error_score``.
-    ray_address : str, default=None
-        Ray cluster to connect to when Ray is not initialised yet; ``None`` reads
-        ``RAY_ADDRESS`` and otherwise starts a local Ray.
-    results_dir : str or path-like, default=None
-        A directory where every finished fit is journaled as it arrives (Parquet). A
-        later ``fit`` of the same search (same estimator, scoring, data and fit params)
-        with the same ``results_dir`` reuses the journaled fits and runs only the
-        missing ones; the ``cv_results_`` are those of an uninterrupted run.
-    max_consecutive_failures : int, default=None
-        Stop the search once this many fits in a row have failed, raising an error with
-        the first of their tracebacks. ``None`` never stops (scikit-learn's behaviour).
-    progress : bool or 'auto', default='auto'
-        A progress bar on the driver (fits done, failures, ETA, best mean score so far):
-        ``'auto'`` shows it when stderr is a terminal or in a notebook. It never
-        changes what ``verbose`` prints.
+    estimator, param_grid, scoring, n_jobs, refit, cv, verbose, pre_dispatch, \
+error_score, return_train_score
+        As for :class:`~sklearn.model_selection.GridSearchCV`. ``n_jobs`` is the most fits
+        running at once (``None`` or ``-1``: as many as the cluster's resources allow);
+        ``verbose`` lines are printed by the driver as fits finish.
+    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
+max_consecutive_failures, progress
+        raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
     ----------
     cv_results_ : dict of numpy (masked) ndarrays
         As for ``GridSearchCV``.
-    best_estimator_, best_score_, best_params_, best_index_, scorer_, n_splits_,
-    refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
+    best_estimator_, best_score_, best_params_, best_index_, scorer_, n_splits_, \
+refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         As for ``GridSearchCV``.
+    tasks_ : pandas.DataFrame
+        One row per (candidate, split) fit: scores, times, where it ran (node, GPU ids,
+        pid, worker memory), attempts, errors and the estimator's fitted facts
+        (``n_iter``, ``best_epoch``, ...); see :func:`raygrid.results.tasks_frame`.
+
+    See Also
+    --------
+    RayRandomizedSearchCV, RayHalvingGridSearchCV, RayHalvingRandomSearchCV
 
     Examples
     --------
@@ -107,13 +74,7 @@ class RayGridSearchCV(GridSearchCV):
 
     _parameter_constraints: dict = {
         **GridSearchCV._parameter_constraints,
-        "num_cpus_per_task": [Interval(Real, 0, None, closed="neither")],
-        "num_gpus_per_task": [Interval(Real, 0, None, closed="left")],
-        "max_retries": [Interval(Integral, 0, None, closed="left")],
-        "ray_address": [str, None],
-        "results_dir": [str, os.PathLike, None],
-        "max_consecutive_failures": [Interval(Integral, 1, None, closed="left"), None],
-        "progress": ["boolean", StrOptions({"auto"})],
+        **RAY_OPTION_CONSTRAINTS,
     }
 
     def __init__(
@@ -157,177 +118,297 @@ class RayGridSearchCV(GridSearchCV):
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
 
-    def fit(self, X, y=None, **params):
-        """Run fit with all sets of parameters, as Ray tasks.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, n_samples)
-            Training data; a precomputed kernel for pairwise estimators.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
-            Target; None for unsupervised learning.
-        **params : dict of str -> object
-            Parameters for the estimator's ``fit``, the scorer and the CV splitter
-            (``groups``), routed and sliced per fold exactly as ``GridSearchCV`` does.
+class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
+    """Randomized search over parameter settings, each (candidate, fold) fit a Ray task.
 
-        Returns
-        -------
-        self : RayGridSearchCV
-            The fitted search.
-        """
-        # 1. Validate everything before scheduling anything.
-        self._validate_params()
-        validate.check_task_resources(self.num_cpus_per_task, self.num_gpus_per_task)
-        scorers, refit_metric = self._get_scorers()
-        X, y = indexable(X, y)
-        validate.check_data(self.estimator, X, y)
-        routed = self._get_routed_params_for_fit(params)
-        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
-        n_splits = cv.get_n_splits(X, y, **routed.splitter.split)
-        splits = [
-            (np.asarray(train), np.asarray(test))
-            for train, test in cv.split(X, y, **routed.splitter.split)
-        ]
-        if len(splits) != n_splits:
-            raise ValueError(
-                "cv.split and cv.get_n_splits return inconsistent results. "
-                f"Expected {n_splits} splits, got {len(splits)}"
-            )
-        validate.check_picklable("estimator", self.estimator)
-        validate.check_picklable("scoring", scorers)
-        validate.check_picklable("fit params", validate.non_array_values(params))
-        candidates = plan.expand_grid(self.param_grid)
-        validate.check_candidate_params(self.estimator, candidates)
-        data = SearchData(
-            estimator=clone(self.estimator),
-            X=X,
-            y=y,
-            splits=splits,
-            scorer=scorers,
-            fit_params=dict(routed.estimator.fit),
-            score_params=dict(routed.scorer.score),
-            return_train_score=self.return_train_score,
-            error_score=self.error_score,
-            pairwise=get_tags(self.estimator).input_tags.pairwise,
+    A drop-in replacement for :class:`sklearn.model_selection.RandomizedSearchCV`: with
+    the same ``random_state`` it samples the same candidates and gives the same
+    ``cv_results_``.
+
+    Parameters
+    ----------
+    estimator, param_distributions, n_iter, scoring, n_jobs, refit, cv, verbose, \
+pre_dispatch, random_state, error_score, return_train_score
+        As for :class:`~sklearn.model_selection.RandomizedSearchCV`.
+    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
+max_consecutive_failures, progress
+        raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
+
+    Attributes
+    ----------
+    cv_results_, best_estimator_, best_score_, best_params_, best_index_, scorer_, \
+n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
+        As for ``RandomizedSearchCV``.
+    tasks_ : pandas.DataFrame
+        One row per (candidate, split) fit; see :class:`RayGridSearchCV`.
+
+    See Also
+    --------
+    RayGridSearchCV, RayHalvingRandomSearchCV
+
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.svm import SVC
+    >>> from raygrid import RayRandomizedSearchCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> search = RayRandomizedSearchCV(
+    ...     SVC(), {"C": loguniform(1e-2, 1e2)}, n_iter=5, random_state=0
+    ... ).fit(X, y)  # doctest: +SKIP
+    """
+
+    _parameter_constraints: dict = {
+        **RandomizedSearchCV._parameter_constraints,
+        **RAY_OPTION_CONSTRAINTS,
+    }
+
+    def __init__(
+        self,
+        estimator,
+        param_distributions,
+        *,
+        n_iter=10,
+        scoring=None,
+        n_jobs=None,
+        refit=True,
+        cv=None,
+        verbose=0,
+        pre_dispatch="2*n_jobs",
+        random_state=None,
+        error_score=np.nan,
+        return_train_score=False,
+        num_cpus_per_task=1,
+        num_gpus_per_task=0,
+        max_retries=3,
+        ray_address=None,
+        results_dir=None,
+        max_consecutive_failures=None,
+        progress="auto",
+    ):
+        super().__init__(
+            estimator=estimator,
+            param_distributions=param_distributions,
+            n_iter=n_iter,
+            scoring=scoring,
+            n_jobs=n_jobs,
+            refit=refit,
+            cv=cv,
+            verbose=verbose,
+            pre_dispatch=pre_dispatch,
+            random_state=random_state,
+            error_score=error_score,
+            return_train_score=return_train_score,
         )
+        self.num_cpus_per_task = num_cpus_per_task
+        self.num_gpus_per_task = num_gpus_per_task
+        self.max_retries = max_retries
+        self.ray_address = ray_address
+        self.results_dir = results_dir
+        self.max_consecutive_failures = max_consecutive_failures
+        self.progress = progress
 
-        # 2. Plan one task per (candidate, split).
-        tasks = plan.plan_tasks(candidates, n_splits)
-        if not tasks:
-            raise ValueError(
-                "No fits were performed. Was the CV iterator empty? Were there no candidates?"
-            )
-        if self.verbose > 0:
-            print(progress.start_line(n_splits, len(candidates)))
 
-        # 3. Execute on Ray: journaled fits are read back, the others run.
-        execute.connect(self.ray_address)
-        slot = execute.SlotSpec(float(self.num_cpus_per_task), float(self.num_gpus_per_task))
-        capacity = execute.count_slots(slot.num_cpus, slot.num_gpus)
-        journal, keys = self._open_journal(data, splits, tasks)
-        collect = Collector(
-            tasks, keys, journal, self.error_score, self.verbose, self.max_consecutive_failures
+class RayHalvingGridSearchCV(HalvingGridSearchCV, RaySearchMixin):
+    """Successive halving over a parameter grid, each iteration a wave of Ray tasks.
+
+    A drop-in replacement for :class:`sklearn.model_selection.HalvingGridSearchCV`: the
+    same iterations, ``n_resources_``, ``n_candidates_`` and ``cv_results_``. Every
+    iteration runs on the same warm workers; the data is placed in Ray's object store
+    once, and a subsampled iteration ships row indices, never rows.
+
+    Parameters
+    ----------
+    estimator, param_grid, factor, resource, max_resources, min_resources, \
+aggressive_elimination, cv, scoring, refit, error_score, return_train_score, \
+random_state, n_jobs, verbose
+        As for :class:`~sklearn.model_selection.HalvingGridSearchCV`.
+    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
+max_consecutive_failures, progress
+        raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
+
+    Attributes
+    ----------
+    n_resources_, n_candidates_, n_remaining_candidates_, max_resources_, \
+min_resources_, n_iterations_, n_possible_iterations_, n_required_iterations_, \
+cv_results_, best_estimator_, best_score_, best_params_, best_index_, scorer_, \
+n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
+        As for ``HalvingGridSearchCV``.
+    tasks_ : pandas.DataFrame
+        One row per (candidate, split) fit, with the halving ``iter`` and
+        ``n_resources`` of its candidate; see :class:`RayGridSearchCV`.
+
+    See Also
+    --------
+    RayGridSearchCV, RayHalvingRandomSearchCV
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.svm import SVC
+    >>> from raygrid import RayHalvingGridSearchCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> search = RayHalvingGridSearchCV(
+    ...     SVC(), {"C": [0.1, 1, 10, 100]}, random_state=0
+    ... ).fit(X, y)  # doctest: +SKIP
+    """
+
+    _parameter_constraints: dict = {
+        **HalvingGridSearchCV._parameter_constraints,
+        **RAY_OPTION_CONSTRAINTS,
+    }
+
+    def __init__(
+        self,
+        estimator,
+        param_grid,
+        *,
+        factor=3,
+        resource="n_samples",
+        max_resources="auto",
+        min_resources="exhaust",
+        aggressive_elimination=False,
+        cv=5,
+        scoring=None,
+        refit=True,
+        error_score=np.nan,
+        return_train_score=True,
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+        num_cpus_per_task=1,
+        num_gpus_per_task=0,
+        max_retries=3,
+        ray_address=None,
+        results_dir=None,
+        max_consecutive_failures=None,
+        progress="auto",
+    ):
+        super().__init__(
+            estimator=estimator,
+            param_grid=param_grid,
+            factor=factor,
+            resource=resource,
+            max_resources=max_resources,
+            min_resources=min_resources,
+            aggressive_elimination=aggressive_elimination,
+            cv=cv,
+            scoring=scoring,
+            refit=refit,
+            error_score=error_score,
+            return_train_score=return_train_score,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            verbose=verbose,
         )
-        to_run = collect.resume_from_journal()
-        collect.show_progress(self.progress)
+        self.num_cpus_per_task = num_cpus_per_task
+        self.num_gpus_per_task = num_gpus_per_task
+        self.max_retries = max_retries
+        self.ray_address = ray_address
+        self.results_dir = results_dir
+        self.max_consecutive_failures = max_consecutive_failures
+        self.progress = progress
 
-        n_slots = max(1, min(validate.resolve_n_slots(self.n_jobs, capacity), len(to_run)))
-        max_in_flight = validate.resolve_pre_dispatch(self.pre_dispatch, n_slots, len(tasks))
-        with execute.WorkerPool.acquire(slot, n_slots) as pool:
-            data_ref = execute.put_search_data(data)
-            try:
-                execute.run_tasks(
-                    pool,
-                    n_slots,
-                    data_ref,
-                    plan.submission_order(to_run),
-                    max_in_flight=max_in_flight,
-                    max_retries=self.max_retries,
-                    on_records=collect,
-                )
-            finally:
-                collect.close()
-            records = collect.records
 
-            # 4. Aggregate, choose the best candidate, refit in a slot like the fits'.
-            aggregate.check_fit_failures(records, self.error_score)
-            aggregate.fill_failed_multimetric(records, self.error_score)
-            results = aggregate.build_cv_results(
-                candidates, n_splits, records, self.return_train_score
-            )
-            self.multimetric_ = isinstance(records[0]["test_scores"], dict)
-            if callable(self.scoring) and self.multimetric_:
-                self._check_refit_for_multimetric(records[0]["test_scores"])
-                refit_metric = self.refit
+class RayHalvingRandomSearchCV(HalvingRandomSearchCV, RaySearchMixin):
+    """Successive halving over sampled candidates, each iteration a wave of Ray tasks.
 
-            if self.refit or not self.multimetric_:
-                self.best_index_ = aggregate.select_best_index(self.refit, refit_metric, results)
-                if not callable(self.refit):
-                    self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
-                self.best_params_ = results["params"][self.best_index_]
+    A drop-in replacement for :class:`sklearn.model_selection.HalvingRandomSearchCV`:
+    with the same ``random_state``, the same candidates, iterations, ``n_resources_``,
+    ``n_candidates_`` and ``cv_results_``.
 
-            if self.refit:
-                refitted = execute.refit_on_pool(
-                    pool, data_ref, self.best_params_, self.max_retries
-                )
-                collect.show_warnings(refitted["warnings"])
-                if refitted["error"] is not None:
-                    raise_from_worker(refitted["exception"], refitted["error"])
-                self.best_estimator_ = pickle.loads(refitted["estimator"])
-                self.refit_time_ = refitted["refit_time"]
-                if hasattr(self.best_estimator_, "feature_names_in_"):
-                    self.feature_names_in_ = self.best_estimator_.feature_names_in_
+    Parameters
+    ----------
+    estimator, param_distributions, n_candidates, factor, resource, max_resources, \
+min_resources, aggressive_elimination, cv, scoring, refit, error_score, \
+return_train_score, random_state, n_jobs, verbose
+        As for :class:`~sklearn.model_selection.HalvingRandomSearchCV`.
+    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
+max_consecutive_failures, progress
+        raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
-        self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
-        self.cv_results_ = results
-        self.n_splits_ = n_splits
-        self.tasks_ = results_tables.tasks_frame(records, candidates, n_splits)
-        return self
+    Attributes
+    ----------
+    n_resources_, n_candidates_, n_remaining_candidates_, max_resources_, \
+min_resources_, n_iterations_, n_possible_iterations_, n_required_iterations_, \
+cv_results_, best_estimator_, best_score_, best_params_, best_index_, scorer_, \
+n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
+        As for ``HalvingRandomSearchCV``.
+    tasks_ : pandas.DataFrame
+        One row per (candidate, split) fit, with the halving ``iter`` and
+        ``n_resources`` of its candidate; see :class:`RayGridSearchCV`.
 
-    def results_frame(self) -> pd.DataFrame:
-        """``cv_results_`` as a DataFrame: one column per parameter, best rank first.
+    See Also
+    --------
+    RayRandomizedSearchCV, RayHalvingGridSearchCV
 
-        Sorted by the refit metric's rank (by the first metric when ``refit`` is not a
-        metric name).
-        """
-        check_is_fitted(self, "cv_results_")
-        rank_by = f"rank_test_{self.refit}" if isinstance(self.refit, str) else None
-        return results_tables.results_frame(self.cv_results_, rank_by)
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.svm import SVC
+    >>> from raygrid import RayHalvingRandomSearchCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> search = RayHalvingRandomSearchCV(
+    ...     SVC(), {"C": loguniform(1e-2, 1e2)}, random_state=0
+    ... ).fit(X, y)  # doctest: +SKIP
+    """
 
-    def _open_journal(self, data: SearchData, splits, tasks):
-        """The journal under ``results_dir`` and each task's key in it (or None, None)."""
-        if self.results_dir is None:
-            return None, None
-        search_key = journal_lib.fingerprint(
-            data.estimator,
-            data.X,
-            data.y,
-            data.fit_params,
-            data.score_params,
-            data.scorer,
-            data.return_train_score,
+    _parameter_constraints: dict = {
+        **HalvingRandomSearchCV._parameter_constraints,
+        **RAY_OPTION_CONSTRAINTS,
+    }
+
+    def __init__(
+        self,
+        estimator,
+        param_distributions,
+        *,
+        n_candidates="exhaust",
+        factor=3,
+        resource="n_samples",
+        max_resources="auto",
+        min_resources="smallest",
+        aggressive_elimination=False,
+        cv=5,
+        scoring=None,
+        refit=True,
+        error_score=np.nan,
+        return_train_score=True,
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+        num_cpus_per_task=1,
+        num_gpus_per_task=0,
+        max_retries=3,
+        ray_address=None,
+        results_dir=None,
+        max_consecutive_failures=None,
+        progress="auto",
+    ):
+        super().__init__(
+            estimator=estimator,
+            param_distributions=param_distributions,
+            n_candidates=n_candidates,
+            factor=factor,
+            resource=resource,
+            max_resources=max_resources,
+            min_resources=min_resources,
+            aggressive_elimination=aggressive_elimination,
+            cv=cv,
+            scoring=scoring,
+            refit=refit,
+            error_score=error_score,
+            return_train_score=return_train_score,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            verbose=verbose,
         )
-        description = {"estimator": repr(self.estimator), "param_grid": repr(self.param_grid)}
-        journal = journal_lib.Journal(self.results_dir, search_key, description)
-        split_keys = journal_lib.split_fingerprints(splits)
-        keys = [journal_lib.task_key(search_key, t.params, split_keys[t.split]) for t in tasks]
-        return journal, keys
-
-    def save_results(self, path: str | os.PathLike) -> None:
-        """Write ``cv_results_`` and ``tasks_`` as Parquet under ``path`` (a directory).
-
-        The layout is the one ``raygrid report PATH`` reads.
-        """
-        check_is_fitted(self, "cv_results_")
-        summary = {
-            "estimator": repr(self.estimator),
-            "param_grid": self.param_grid,
-            "scoring": sorted(self.scorer_)
-            if isinstance(self.scorer_, dict)
-            else repr(self.scoring),
-            "refit": self.refit if isinstance(self.refit, (bool, str)) else repr(self.refit),
-            "n_splits": self.n_splits_,
-            "best_index": int(getattr(self, "best_index_", -1)),
-            "best_params": getattr(self, "best_params_", None),
-        }
-        results_tables.save_results(path, self.cv_results_, self.tasks_, summary)
+        self.num_cpus_per_task = num_cpus_per_task
+        self.num_gpus_per_task = num_gpus_per_task
+        self.max_retries = max_retries
+        self.ray_address = ray_address
+        self.results_dir = results_dir
+        self.max_consecutive_failures = max_consecutive_failures
+        self.progress = progress

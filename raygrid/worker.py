@@ -10,15 +10,24 @@ task's record, and the driver decides what ``error_score`` makes of them.
 from __future__ import annotations
 
 import contextlib
-import numbers
+import math
 import os
+import pickle
 import time
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
+import ray
+from ray import cloudpickle as ray_pickle
+from sklearn.base import clone
+from sklearn.model_selection._validation import _fit_and_score
+
+from raygrid.callbacks import Relay
+from raygrid.record import FitRecord, fit_info
 
 
 def prepare_process(num_cpus: float, num_gpus: float) -> None:
@@ -48,82 +57,97 @@ def prepare_process(num_cpus: float, num_gpus: float) -> None:
 
 @dataclass
 class SearchData:
-    """Everything a search's tasks share; shipped once per search through Ray's store."""
+    """Everything a search's fits share; placed in Ray's object store once per search."""
 
     estimator: Any
     X: Any
     y: Any
-    splits: list[tuple[np.ndarray, np.ndarray]]
     scorer: Any
     fit_params: dict[str, Any]
     score_params: dict[str, Any]
     return_train_score: bool
     error_score: Any
-    pairwise: bool = False
 
 
-def fit_and_score(data: SearchData, params: dict[str, Any], split: int) -> dict[str, Any]:
-    """Clone the estimator, set ``params``, fit on one split and score it.
-
-    Returns a record: test (and train) scores, fit and score times, and, when the fit
-    failed, the formatted traceback (and, when the driver must re-raise it, the
-    exception itself under ``exception``).
-    Scores of a failed fit are ``error_score``; warnings raised during the fit are
-    returned so that the driver can show them.
+@dataclass
+class WaveData:
+    """What one wave of candidates adds: its CV splits (row indices into X, so a
+    subsampled halving iteration ships indices, never rows), and, when scikit-learn
+    callbacks are set, the pickled ``(search, contexts)`` they run with.
     """
-    from sklearn.base import clone
 
-    train, test = data.splits[split]
-    record: dict[str, Any] = {"fit_error": None, "exception": None}
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    callbacks: bytes | None = None
+    listeners: list = field(default_factory=list)
+
+
+def fit_and_score(
+    data: SearchData,
+    train: np.ndarray,
+    test: np.ndarray,
+    params: dict[str, Any],
+    callback_args: dict[str, Any],
+) -> FitRecord:
+    """Fit and score one candidate on one split with scikit-learn's own ``_fit_and_score``.
+
+    Returns a :class:`~raygrid.record.FitRecord` (its ``index`` is set by the caller).
+    Warnings the fit raises are recorded for the driver to show; an exception that
+    scikit-learn would let through (``error_score='raise'``, a failing multimetric
+    scorer) is caught and returned in ``raised`` for the driver to re-raise.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator = clone(data.estimator).set_params(**clone(params, safe=False))
-        fit_params = slice_params(data.X, data.fit_params, train)
-        score_params_train = slice_params(data.X, data.score_params, train)
-        score_params_test = slice_params(data.X, data.score_params, test)
-
         start = time.time()
-        X_train, y_train = split_xy(data, train)
-        X_test, y_test = split_xy(data, test, train)
         try:
-            if y_train is None:
-                estimator.fit(X_train, **fit_params)
-            else:
-                estimator.fit(X_train, y_train, **fit_params)
+            out = _fit_and_score(
+                clone(data.estimator),
+                data.X,
+                data.y,
+                scorer=data.scorer,
+                train=train,
+                test=test,
+                verbose=0,
+                parameters=params,
+                fit_params=data.fit_params,
+                score_params=data.score_params,
+                return_train_score=data.return_train_score,
+                return_n_test_samples=True,
+                return_times=True,
+                return_estimator=True,
+                error_score=data.error_score,
+                **callback_args,
+            )
         except Exception as exc:
-            record["fit_time"] = time.time() - start
-            record["score_time"] = 0.0
-            record["fit_error"] = traceback.format_exc()
-            if data.error_score == "raise":
-                record["exception"] = _portable(exc)
-            record["test_scores"] = data.error_score
-            if data.return_train_score:
-                record["train_scores"] = data.error_score
+            record = FitRecord(
+                index=-1,
+                test_scores=math.nan,
+                fit_time=time.time() - start,
+                score_time=0.0,
+                raised=_portable(exc),
+                raised_text=traceback.format_exc(),
+            )
         else:
-            record["fit_time"] = time.time() - start
-            try:
-                record["test_scores"] = _score(
-                    estimator, X_test, y_test, data.scorer, score_params_test, data.error_score
-                )
-                record["score_time"] = time.time() - start - record["fit_time"]
-                if data.return_train_score:
-                    record["train_scores"] = _score(
-                        estimator,
-                        X_train,
-                        y_train,
-                        data.scorer,
-                        score_params_train,
-                        data.error_score,
-                    )
-            except Exception as exc:
-                # Only reached with error_score='raise' (or a malformed score).
-                record["score_time"] = time.time() - start - record["fit_time"]
-                record["fit_error"] = traceback.format_exc()
-                record["exception"] = _portable(exc)
-                record["score_failed"] = True
-        record["n_test_samples"] = _num_samples(X_test)
-    record["warnings"] = _portable_warnings(caught)
+            record = FitRecord(
+                index=-1,
+                test_scores=_plain_scores(out["test_scores"]),
+                train_scores=_plain_scores(out.get("train_scores")),
+                fit_time=out["fit_time"],
+                score_time=out["score_time"],
+                n_test_samples=int(out["n_test_samples"]),
+                fit_error=out["fit_error"],
+                fit_info=fit_info(out["estimator"]) if out["fit_error"] is None else {},
+            )
+    record.warnings = _portable_warnings(caught)
     return record
+
+
+def _plain_scores(scores: Any) -> Any:
+    """NumPy scalars as Python floats, so records pickle and journal as plain data."""
+    if isinstance(scores, dict):
+        return {name: _plain_scores(value) for name, value in scores.items()}
+    if isinstance(scores, np.generic):
+        return scores.item()
+    return scores
 
 
 def _portable_warnings(caught: list[warnings.WarningMessage]) -> list[tuple]:
@@ -133,46 +157,64 @@ def _portable_warnings(caught: list[warnings.WarningMessage]) -> list[tuple]:
 
 def _portable(exc: BaseException) -> BaseException | None:
     """The exception itself if it survives pickling, so the driver can re-raise it."""
-    import cloudpickle
-
     try:
-        cloudpickle.loads(cloudpickle.dumps(exc))
+        ray_pickle.loads(ray_pickle.dumps(exc))
     except Exception:
         return None
     return exc
 
 
-def refit(data: SearchData, params: dict[str, Any]) -> dict[str, Any]:
-    """Fit a clone of the estimator with ``params`` on all the data.
+@dataclass
+class RefitResult:
+    """The refit of the best candidate on all the data, as the worker reports it."""
 
-    Returns a record with the fitted ``estimator`` (pickled) and ``refit_time``, or the
-    ``exception`` (and its ``error`` text) that the fit raised; plus its warnings.
+    estimator: bytes | None
+    refit_time: float
+    raised: BaseException | None = None
+    raised_text: str | None = None
+    warnings: list[tuple] = field(default_factory=list)
+    callback_messages: list[tuple] = field(default_factory=list)
+
+
+def refit(data: SearchData, params: dict[str, Any], callback_args: dict[str, Any]) -> RefitResult:
+    """Fit a clone of the estimator with ``params`` on all the data, as ``BaseSearchCV`` does.
+
+    With scikit-learn callbacks, ``callback_args`` holds the search (``caller``) and the
+    refit's context (``callback_ctx``); the hooks run around the fit as in scikit-learn.
     """
-    import cloudpickle
-    from sklearn.base import clone
-
-    out: dict[str, Any] = {"estimator": None, "exception": None, "error": None}
     # Arrays read from Ray's object store are read-only; the user's refit gets its own.
     X, y = _writable(data.X), _writable(data.y)
+    ctx, caller = callback_args.get("callback_ctx"), callback_args.get("caller")
+    metadata = _callback_metadata(data.fit_params)
+    estimator = clone(data.estimator).set_params(**clone(params, safe=False))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator = clone(data.estimator).set_params(**clone(params, safe=False))
         start = time.time()
         try:
-            if y is None:
-                estimator.fit(X, **data.fit_params)
-            else:
-                estimator.fit(X, y, **data.fit_params)
+            with ctx.propagate_callback_context(estimator) if ctx else contextlib.nullcontext():
+                if ctx is not None:
+                    ctx.call_on_fit_task_begin(estimator=caller, X=X, y=y, metadata=metadata)
+                if y is None:
+                    estimator.fit(X, **data.fit_params)
+                else:
+                    estimator.fit(X, y, **data.fit_params)
+            refit_time = time.time() - start
+            if ctx is not None:
+                ctx.call_on_fit_task_end(estimator=caller, X=X, y=y, metadata=metadata)
         except Exception as exc:
-            out["error"] = traceback.format_exc()
-            out["exception"] = _portable(exc)
+            result = RefitResult(None, time.time() - start, _portable(exc), traceback.format_exc())
         else:
             # Shipped as bytes so that the driver's copy owns writable arrays instead of
             # read-only views into Ray's object store.
-            out["estimator"] = cloudpickle.dumps(estimator)
-        out["refit_time"] = time.time() - start
-    out["warnings"] = _portable_warnings(caught)
-    return out
+            result = RefitResult(ray_pickle.dumps(estimator), refit_time)
+    result.warnings = _portable_warnings(caught)
+    return result
+
+
+def _callback_metadata(fit_params: dict[str, Any]) -> dict[str, Any] | None:
+    """What scikit-learn hands callbacks as ``metadata``: the sample weights, if any."""
+    weight = fit_params.get("sample_weight")
+    return None if weight is None else {"sample_weight": weight}
 
 
 def _writable(array: Any) -> Any:
@@ -181,115 +223,26 @@ def _writable(array: Any) -> Any:
     return array
 
 
-def _score(estimator, X, y, scorer, score_params, error_score):
-    """Score like scikit-learn: failures become ``error_score`` plus a warning."""
-    multimetric = hasattr(scorer, "_scorers")
-    try:
-        scores = (
-            scorer(estimator, X, **score_params)
-            if y is None
-            else scorer(estimator, X, y, **score_params)
-        )
-    except Exception:
-        if multimetric or error_score == "raise":
-            raise
-        warnings.warn(
-            "Scoring failed. The score on this train-test partition for these parameters"
-            f" will be set to {error_score}. Details: \n{traceback.format_exc()}",
-            UserWarning,
-            stacklevel=2,
-        )
-        scores = error_score
-    if isinstance(scores, dict):
-        scores = dict(scores)
-        for name, value in scores.items():
-            if multimetric and isinstance(value, str):
-                # A multimetric scorer reports a failing metric as its traceback text.
-                warnings.warn(
-                    "Scoring failed. The score on this train-test partition for these "
-                    f"parameters will be set to {error_score}. Details: \n{value}",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                value = error_score
-            scores[name] = _as_number(value, name)
-        return scores
-    return _as_number(scores, scorer)
-
-
-def _as_number(score, scorer_name):
-    if hasattr(score, "item"):
-        with contextlib.suppress(ValueError):
-            score = score.item()
-    if not isinstance(score, numbers.Number):
-        raise ValueError(
-            f"scoring must return a number, got {score} ({type(score)}) instead. "
-            f"(scorer={scorer_name})"
-        )
-    return score
-
-
-def split_xy(data: SearchData, indices: np.ndarray, train_indices: np.ndarray | None = None):
-    """Rows ``indices`` of X and y; for pairwise estimators, columns are the train rows."""
-    from sklearn.utils import _safe_indexing
-
-    if data.pairwise:
-        cols = indices if train_indices is None else train_indices
-        X = _safe_indexing(_safe_indexing(data.X, indices), cols, axis=1)
-    else:
-        X = _safe_indexing(data.X, indices)
-    y = None if data.y is None else _safe_indexing(data.y, indices)
-    return X, y
-
-
-def slice_params(X: Any, params: dict[str, Any], indices: np.ndarray) -> dict[str, Any]:
-    """Slice every per-sample array in ``params`` to ``indices``; keep the rest as is."""
-    from sklearn.utils import _safe_indexing
-
-    n = _num_samples(X)
-    return {
-        key: _safe_indexing(value, indices) if is_per_sample(value, n) else value
-        for key, value in params.items()
-    }
-
-
-def is_per_sample(value: Any, n_samples: int) -> bool:
-    """True when ``value`` is an array-like with one entry per sample."""
-    if value is None or isinstance(value, (str, bytes, dict)) or np.isscalar(value):
-        return False
-    if not (hasattr(value, "__len__") or hasattr(value, "shape")):
-        return False
-    try:
-        return _num_samples(value) == n_samples
-    except TypeError:
-        return False
-
-
-def _num_samples(x: Any) -> int:
-    shape = getattr(x, "shape", None)
-    if shape is not None and len(shape) > 0 and isinstance(shape[0], numbers.Integral):
-        return int(shape[0])
-    if hasattr(x, "__len__"):
-        return len(x)
-    raise TypeError(f"Expected a sequence or array-like, got {type(x)}")
-
-
 class FitWorker:
     """One Ray worker process that runs many fits for one slot of CPUs and GPUs.
 
     The driver creates it with the slot's resources; it keeps the current search's
-    shared data deserialised between calls, so a call carries only task tuples.
+    shared data, and the current wave's splits, deserialised between calls, so a call
+    carries only task tuples.
     """
 
     def __init__(self, num_cpus: float, num_gpus: float) -> None:
         prepare_process(num_cpus, num_gpus)
         self._data_key: str | None = None
         self._data: SearchData | None = None
+        self._wave_key: str | None = None
+        self._wave: WaveData | None = None
+        self._relay: Relay | None = None
+        self._caller: Any = None
+        self._contexts: list = []
         self._fits = 0
 
     def _load(self, data_ref: list) -> SearchData:
-        import ray
-
         key = data_ref[0].hex()
         if key != self._data_key:
             self._data = None  # drop the previous search's arrays first
@@ -297,46 +250,78 @@ class FitWorker:
             self._data_key = key
         return self._data
 
-    def run(self, data_ref: list, tasks: list[tuple[int, dict, int]]) -> list[dict]:
-        """Fit and score each ``(task_index, params, split)``; one record per task."""
+    def _load_wave(self, wave_ref: list) -> WaveData:
+        key = wave_ref[0].hex()
+        if key != self._wave_key:
+            if self._relay is not None:
+                self._relay.close()
+            self._wave, self._relay, self._caller, self._contexts = None, None, None, []
+            wave = ray.get(wave_ref[0])
+            if wave.callbacks is not None:
+                # The relay must be in place before the callbacks are unpickled.
+                self._relay = Relay(wave.listeners)
+                self._caller, self._contexts = pickle.loads(wave.callbacks)
+            self._wave, self._wave_key = wave, key
+        return self._wave
+
+    def _callback_args(self, index: int) -> dict[str, Any]:
+        if self._relay is None:
+            return {}
+        return {"caller": self._caller, "callback_ctx": self._contexts[index]}
+
+    def run(self, data_ref: list, wave_ref: list, tasks: list[tuple[int, dict, int]]) -> list:
+        """Fit and score each ``(index, params, split)`` of the wave; one record each."""
         data = self._load(data_ref)
+        wave = self._load_wave(wave_ref)
         where = _placement()
         records = []
         for index, params, split in tasks:
             started = time.time()
-            record = fit_and_score(data, params, split)
-            record.update(where, index=index, start_time=started, end_time=time.time())
-            record["worker_rss"] = _rss()
+            train, test = wave.splits[split]
+            record = fit_and_score(data, train, test, params, self._callback_args(index))
+            record.index = index
+            record.start_time, record.end_time = started, time.time()
+            record.node_id, record.pid, record.gpu_ids = where
+            record.worker_rss = _rss()
+            if self._relay is not None:
+                record.callback_messages = self._relay.take()
             records.append(record)
             self._fits += 1
         return records
 
-    def refit(self, data_ref: list, params: dict) -> dict[str, Any]:
+    def refit(self, data_ref: list, params: dict, callbacks: bytes | None, listeners: list):
         """Fit the best candidate on all data; see :func:`refit`."""
-        return refit(self._load(data_ref), params)
+        data = self._load(data_ref)
+        if callbacks is None:
+            return refit(data, params, {})
+        relay = Relay(listeners)
+        try:
+            caller, ctx = pickle.loads(callbacks)
+            result = refit(data, params, {"caller": caller, "callback_ctx": ctx})
+            result.callback_messages = relay.take()
+        finally:
+            relay.close()
+        return result
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs and what it holds (for tests and reports)."""
-        out = _placement()
-        out["fits"] = self._fits
-        out["rss"] = _rss()
-        out["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
-        return out
+        node_id, pid, gpu_ids = _placement()
+        return {
+            "node_id": node_id,
+            "pid": pid,
+            "gpu_ids": gpu_ids,
+            "fits": self._fits,
+            "rss": _rss(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
 
 
 def _rss() -> int:
-    import psutil
-
     return psutil.Process().memory_info().rss
 
 
-def _placement() -> dict[str, Any]:
-    import ray
-
+def _placement() -> tuple[str, int, list[str]]:
+    """(node id, pid, GPU ids) of this worker."""
     ctx = ray.get_runtime_context()
-    return {
-        "pid": os.getpid(),
-        "node_id": ctx.get_node_id(),
-        "gpu_ids": [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])],
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
+    gpu_ids = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
+    return ctx.get_node_id(), os.getpid(), gpu_ids
