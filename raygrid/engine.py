@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import uuid
+import weakref
 from collections import defaultdict
 from inspect import signature
 from numbers import Integral, Real
@@ -127,6 +129,14 @@ class RaySearchMixin(BaseSearchCV):
 
     def _ray_option(self, name: str) -> Any:
         return getattr(self, name, RAY_OPTION_DEFAULTS[name])
+
+    def __reduce_ex__(self, protocol):
+        # A worker's copy of a search in fit (what callbacks receive as ``estimator``)
+        # goes back to the driver as the search itself, as if the fit had run there.
+        token = self.__dict__.get("_raygrid_driver_token")
+        if token is not None:
+            return _search_in_fit, (token,)
+        return super().__reduce_ex__(protocol)
 
     @_fit_context(
         # The estimator is validated by its own fit, in the workers.
@@ -258,6 +268,14 @@ class RaySearchMixin(BaseSearchCV):
         results_tables.save_results(path, self.cv_results_, self.tasks_, summary)
 
 
+# Searches in ``fit`` in this process, by token: where workers' copies resolve to.
+_searches_in_fit: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _search_in_fit(token: str) -> Any:
+    return _searches_in_fit[token]
+
+
 def _search_space(search: Any) -> Any:
     """What the search draws candidates from: its grid or its distributions."""
     for name in ("param_grid", "param_distributions"):
@@ -288,6 +306,8 @@ class _SearchRun:
         self.records: list[FitRecord] = []
         self.results: dict[str, Any] = {}
         self.listeners = listener_handles(getattr(search, "_skl_callbacks", []))
+        self.token = uuid.uuid4().hex
+        _searches_in_fit[self.token] = search
         self.journal = self._open_journal()
 
     def __enter__(self) -> _SearchRun:
@@ -355,7 +375,7 @@ class _SearchRun:
                 callback_ctx.subcontext(task_name="candidate-split-evaluation", task_id=i)
                 for i in range(len(tasks))
             ]
-            wave.callbacks = ray_pickle.dumps((search, contexts))
+            wave.callbacks = ray_pickle.dumps((self.token, search, contexts))
             wave.listeners = self.listeners
         keys = self._journal_keys(tasks, splits)
         collect = Collector(
@@ -390,7 +410,7 @@ class _SearchRun:
         """Fit the best candidate on all the data in a slot; (estimator, refit time)."""
         callbacks = None
         if getattr(self.search, "_skl_callbacks", None):
-            callbacks = (ray_pickle.dumps((self.search, refit_ctx)), self.listeners)
+            callbacks = (ray_pickle.dumps((self.token, self.search, refit_ctx)), self.listeners)
         result = execute.refit_on_pool(
             self.pool, self.data_ref, params, self.search._ray_option("max_retries"), callbacks
         )

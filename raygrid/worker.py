@@ -260,7 +260,7 @@ class FitWorker:
             if wave.callbacks is not None:
                 # The relay must be in place before the callbacks are unpickled.
                 self._relay = Relay(wave.listeners)
-                self._caller, self._contexts = pickle.loads(wave.callbacks)
+                self._caller, self._contexts = _load_callbacks(wave.callbacks)
             self._wave, self._wave_key = wave, key
         return self._wave
 
@@ -296,7 +296,7 @@ class FitWorker:
             return refit(data, params, {})
         relay = Relay(listeners)
         try:
-            caller, ctx = pickle.loads(callbacks)
+            caller, ctx = _load_callbacks(callbacks)
             result = refit(data, params, {"caller": caller, "callback_ctx": ctx})
             result.callback_messages = relay.take()
         finally:
@@ -314,6 +314,17 @@ class FitWorker:
             "rss": _rss(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
+
+
+def _load_callbacks(blob: bytes) -> tuple[Any, Any]:
+    """The search and its callback context(s), pickled by the driver for this worker.
+
+    The search is marked as the worker's copy of the driver's search in fit, so that
+    whatever callbacks send back with it arrives on the driver as that search itself.
+    """
+    token, caller, contexts = pickle.loads(blob)
+    caller.__dict__["_raygrid_driver_token"] = token
+    return caller, contexts
 
 
 def _rss() -> int:

@@ -1,11 +1,13 @@
-"""Test estimators that misbehave on purpose; importable by Ray workers and subprocesses."""
+"""Test estimators (some misbehave on purpose); importable by Ray workers and subprocesses."""
 
 import os
 import signal
 import time
 import uuid
 
-from sklearn.linear_model import Ridge
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression, Ridge
 
 
 class SlowRidge(Ridge):
@@ -106,3 +108,21 @@ class ProbeRidge(Ridge):
             with open(os.path.join(self.probe_dir, f"probe-{uuid.uuid4().hex}"), "w") as f:
                 json.dump(probe, f)
         return self
+
+
+class FlatImageClassifier(BaseEstimator, ClassifierMixin):
+    """A user's own classifier written like the seed's wrapper (default tags) that takes
+    image arrays of shape (n, height, width, channels) and flattens them itself."""
+
+    def __init__(self, C=1.0):
+        self.C = C
+
+    def fit(self, X, y):
+        X = np.asarray(X)
+        self.model_ = LogisticRegression(C=self.C, max_iter=200).fit(X.reshape(len(X), -1), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X):
+        X = np.asarray(X)
+        return self.model_.predict(X.reshape(len(X), -1))
