@@ -111,6 +111,36 @@ _SEARCH_KEYS = (
 )
 # Parameters newer versions of RayGridSearchCV take: passed only when it has them.
 _OPTIONAL_SEARCH_KEYS = ("results_dir", "max_consecutive_failures", "progress")
+# [search].kind -> (raygrid class name, the options of that kind). Their values are checked
+# by the class's own parameter validation (see _Checker.check_kind_options).
+SEARCH_KINDS = {
+    "grid": ("RayGridSearchCV", ()),
+    "randomized": ("RayRandomizedSearchCV", ("n_iter", "random_state")),
+    "halving_grid": (
+        "RayHalvingGridSearchCV",
+        (
+            "factor",
+            "resource",
+            "max_resources",
+            "min_resources",
+            "aggressive_elimination",
+            "random_state",
+        ),
+    ),
+    "halving_random": (
+        "RayHalvingRandomSearchCV",
+        (
+            "n_candidates",
+            "factor",
+            "resource",
+            "max_resources",
+            "min_resources",
+            "aggressive_elimination",
+            "random_state",
+        ),
+    ),
+}
+_KIND_KEYS = tuple(sorted({k for _, keys in SEARCH_KINDS.values() for k in keys}))
 _DATA_KEYS = ("path", "format", "target", "features", "groups", "generator", "dataset", "args")
 _OUTPUT_KEYS = ("path",)
 _MISSING = object()
@@ -213,7 +243,7 @@ class SearchSpec:
         return list(ParameterGrid(self.search_params["param_grid"]))
 
     def build_search(self, ray_address: str | None = None, **overrides: Any) -> Any:
-        """A :class:`~raygrid.RayGridSearchCV` configured from the spec.
+        """The search ``[search].kind`` names (grid by default), configured from the spec.
 
         Parameters
         ----------
@@ -222,10 +252,14 @@ class SearchSpec:
         **overrides
             Search parameters that replace the spec's (e.g. ``verbose``).
         """
-        from raygrid import RayGridSearchCV
+        import raygrid
 
         params = {**self.search_params, **overrides}
-        return RayGridSearchCV(self.build_estimator(), ray_address=ray_address, **params)
+        cls = getattr(raygrid, SEARCH_KINDS[params.pop("kind", "grid")][0])
+        if cls in (raygrid.RayRandomizedSearchCV, raygrid.RayHalvingRandomSearchCV):
+            # Lists of values are distributions to sample from, uniformly.
+            params["param_distributions"] = params.pop("param_grid")
+        return cls(self.build_estimator(), ray_address=ray_address, **params)
 
     def load_data(self) -> LoadedData:
         """Read the file, or call the generator / loader, named in ``[data]``.
@@ -488,8 +522,9 @@ class _Checker:
     # -- [search] -------------------------------------------------------------------
 
     def check_search(self, table: dict) -> dict[str, Any]:
-        self.unknown_keys(table, _SEARCH_KEYS, "[search]")
+        self.unknown_keys(table, (*_SEARCH_KEYS, "kind", *_KIND_KEYS), "[search]")
         out: dict[str, Any] = {}
+        self.check_kind_options(table, out)
         grid = table.get("param_grid", _MISSING)
         if grid is _MISSING:
             self.fail(
@@ -596,6 +631,38 @@ class _Checker:
             else:
                 out["progress"] = value
         return out
+
+    def check_kind_options(self, table: dict, out: dict[str, Any]) -> None:
+        """``kind`` and its options, checked by the search class's own validation."""
+        from sklearn.dummy import DummyClassifier
+        from sklearn.utils._param_validation import InvalidParameterError
+
+        import raygrid
+
+        kind = table.get("kind", "grid")
+        if kind not in SEARCH_KINDS:
+            self.fail("[search].kind", f"one of {sorted(SEARCH_KINDS)}", kind)
+            return
+        class_name, allowed = SEARCH_KINDS[kind]
+        options = {k: table[k] for k in _KIND_KEYS if k in table}
+        for name in list(options):
+            if name not in allowed:
+                self.fail(f"[search].{name}", f'not an option of kind = "{kind}"; remove it')
+                del options[name]
+        if kind.startswith("halving") and "pre_dispatch" in table:
+            self.fail("[search].pre_dispatch", f'not an option of kind = "{kind}"; remove it')
+        if kind != "grid":
+            out["kind"] = kind
+        cls = getattr(raygrid, class_name)
+        for name, value in options.items():
+            try:
+                cls(DummyClassifier(), {}, **{name: value})._validate_params()
+            except InvalidParameterError as exc:
+                if f"{name!r} parameter" in str(exc):
+                    expected = str(exc).split(" must be ", 1)[-1].split(". Got ")[0]
+                    self.fail(f"[search].{name}", expected, value)
+                    continue
+            out[name] = value
 
     def check_param_grid(self, grid: Any) -> Any:
         if isinstance(grid, dict):

@@ -430,3 +430,44 @@ def test_dump_toml_round_trips() -> None:
     assert math.isnan(back["search"].pop("error_score"))
     doc["search"].pop("error_score")
     assert back == doc
+
+
+@pytest.mark.parametrize(
+    "extra, cls_name, attrs",
+    [
+        (
+            'kind = "randomized"\nn_iter = 2\nrandom_state = 0',
+            "RayRandomizedSearchCV",
+            {"n_iter": 2},
+        ),
+        ('kind = "halving_grid"\nfactor = 2', "RayHalvingGridSearchCV", {"factor": 2}),
+        (
+            'kind = "halving_random"\nn_candidates = 2\nrandom_state = 1',
+            "RayHalvingRandomSearchCV",
+            {"n_candidates": 2, "random_state": 1},
+        ),
+    ],
+)
+def test_search_kind_builds_that_search(folder: Path, extra, cls_name, attrs) -> None:
+    spec = load_spec(write(folder, spec_text(search_extra=extra)))
+    search = spec.build_search()
+    assert type(search).__name__ == cls_name
+    for name, value in attrs.items():
+        assert getattr(search, name) == value
+    space = getattr(search, "param_grid", None) or search.param_distributions
+    assert space == {"max_depth": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "extra, key, fragment",
+    [
+        ('kind = "bayesian"', "[search].kind", "one of ['grid', 'halving_grid'"),
+        ('kind = "randomized"\nn_iter = 0', "[search].n_iter", "an int in the range [1, inf)"),
+        ('kind = "halving_grid"\nfactor = "big"', "[search].factor", "range"),
+        ("n_iter = 3", "[search].n_iter", 'not an option of kind = "grid"'),
+        ('kind = "halving_grid"\npre_dispatch = 4', "[search].pre_dispatch", "not an option"),
+    ],
+)
+def test_search_kind_mistakes(folder: Path, extra, key, fragment) -> None:
+    path = write(folder, spec_text(search_extra=extra))
+    assert_problem(problems(path), path, key, fragment)
