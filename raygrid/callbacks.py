@@ -24,6 +24,15 @@ import threading
 from typing import Any
 
 
+def search_callbacks(search: Any) -> list[Any]:
+    """The callbacks set on ``search`` and on any estimator inside it (fold fits copy those)."""
+    found = list(getattr(search, "_skl_callbacks", []))
+    estimators = [search.estimator, *search.estimator.get_params(deep=True).values()]
+    for estimator in estimators:
+        found.extend(getattr(estimator, "_skl_callbacks", []))
+    return found
+
+
 def listener_handles(callbacks: list[Any]) -> list[Any]:
     """The transport listener handles held by ``callbacks`` (attributes, one level deep)."""
     try:

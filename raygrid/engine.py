@@ -50,7 +50,7 @@ from sklearn.utils.validation import _check_method_params, check_is_fitted
 from raygrid import execute, plan, progress, shipping, validate
 from raygrid import journal as journal_lib
 from raygrid import results as results_tables
-from raygrid.callbacks import deliver, listener_handles
+from raygrid.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.collect import Collector, raise_from_worker, show_warnings
 from raygrid.record import FitRecord
 from raygrid.worker import SearchData, WaveData
@@ -305,7 +305,10 @@ class _SearchRun:
         self.tasks: list[plan.Task] = []
         self.records: list[FitRecord] = []
         self.results: dict[str, Any] = {}
-        self.listeners = listener_handles(getattr(search, "_skl_callbacks", []))
+        callbacks = search_callbacks(search)
+        # With callbacks anywhere (search or estimator), fits run in callback contexts.
+        self.with_callbacks = bool(callbacks)
+        self.listeners = listener_handles(callbacks)
         self.token = uuid.uuid4().hex
         _searches_in_fit[self.token] = search
         self.journal = self._open_journal()
@@ -369,14 +372,13 @@ class _SearchRun:
 
     def _run_wave(self, tasks: list[plan.Task], splits, callback_ctx) -> list[FitRecord]:
         search = self.search
-        wave = WaveData(splits)
-        if callback_ctx is not None and getattr(search, "_skl_callbacks", None):
+        wave = WaveData(splits, listeners=self.listeners)
+        if callback_ctx is not None and self.with_callbacks:
             contexts = [
                 callback_ctx.subcontext(task_name="candidate-split-evaluation", task_id=i)
                 for i in range(len(tasks))
             ]
             wave.callbacks = ray_pickle.dumps((self.token, search, contexts))
-            wave.listeners = self.listeners
         keys = self._journal_keys(tasks, splits)
         collect = Collector(
             tasks,
@@ -408,9 +410,10 @@ class _SearchRun:
 
     def refit(self, params: dict[str, Any], refit_ctx: Any) -> tuple[Any, float]:
         """Fit the best candidate on all the data in a slot; (estimator, refit time)."""
-        callbacks = None
-        if getattr(self.search, "_skl_callbacks", None):
-            callbacks = (ray_pickle.dumps((self.token, self.search, refit_ctx)), self.listeners)
+        blob = None
+        if self.with_callbacks:
+            blob = ray_pickle.dumps((self.token, self.search, refit_ctx))
+        callbacks = (blob, self.listeners) if self.with_callbacks else None
         result = execute.refit_on_pool(
             self.pool, self.data_ref, params, self.search._ray_option("max_retries"), callbacks
         )

@@ -257,22 +257,23 @@ class FitWorker:
                 self._relay.close()
             self._wave, self._relay, self._caller, self._contexts = None, None, None, []
             wave = ray.get(wave_ref[0])
-            if wave.callbacks is not None:
-                # The relay must be in place before the callbacks are unpickled.
+            # The relay must be in place before any callback is unpickled.
+            if wave.listeners:
                 self._relay = Relay(wave.listeners)
+            if wave.callbacks is not None:
                 self._caller, self._contexts = _load_callbacks(wave.callbacks)
             self._wave, self._wave_key = wave, key
         return self._wave
 
     def _callback_args(self, index: int) -> dict[str, Any]:
-        if self._relay is None:
+        if self._caller is None:
             return {}
         return {"caller": self._caller, "callback_ctx": self._contexts[index]}
 
     def run(self, data_ref: list, wave_ref: list, tasks: list[tuple[int, dict, int]]) -> list:
         """Fit and score each ``(index, params, split)`` of the wave; one record each."""
+        wave = self._load_wave(wave_ref)  # first: it may relay the data's callbacks
         data = self._load(data_ref)
-        wave = self._load_wave(wave_ref)
         where = _placement()
         records = []
         for index, params, split in tasks:
@@ -291,13 +292,16 @@ class FitWorker:
 
     def refit(self, data_ref: list, params: dict, callbacks: bytes | None, listeners: list):
         """Fit the best candidate on all data; see :func:`refit`."""
-        data = self._load(data_ref)
-        if callbacks is None:
-            return refit(data, params, {})
-        relay = Relay(listeners)
+        if callbacks is None and not listeners:
+            return refit(self._load(data_ref), params, {})
+        relay = Relay(listeners)  # before any callback is unpickled
         try:
-            caller, ctx = _load_callbacks(callbacks)
-            result = refit(data, params, {"caller": caller, "callback_ctx": ctx})
+            data = self._load(data_ref)
+            args = {}
+            if callbacks is not None:
+                caller, ctx = _load_callbacks(callbacks)
+                args = {"caller": caller, "callback_ctx": ctx}
+            result = refit(data, params, args)
             result.callback_messages = relay.take()
         finally:
             relay.close()
