@@ -418,7 +418,7 @@ def fetch_instructions(output: str) -> str:
             f"gcloud storage cp --recursive {shlex.quote('gs://' + uri.split('://', 1)[1])} {dest}"
         )
     else:
-        code = f"import pyarrow.fs as f; f.copy_files({uri!r}, {f'./{name}'!r})"
+        code = f'import pyarrow.fs as f; f.copy_files("{uri}", "./{name}")'
         copy = f"python -c {shlex.quote(code)}"
     return (
         f"raygrid submit: results: {uri} (cv_results.parquet, tasks.parquet, search.json)\n"
