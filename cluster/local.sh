@@ -18,6 +18,10 @@
 #     $RAYGRID_LOCAL_DIR/auth_token (default dir: /tmp/raygrid-local-<uid>, mode 0700,
 #     file mode 0600); it is generated on first start and reused afterwards. It is NOT
 #     written to ~/.ray/auth_token, so other Ray sessions on the machine are unaffected.
+#   * before any worker starts, the head must answer: its dashboard / Jobs API (an
+#     authenticated GET /api/jobs/) and its Ray client server port.
+#   * the state directory must be short: Ray puts Unix sockets under it, and a socket
+#     path holds at most 107 bytes (AF_UNIX). `start` refuses a longer one at once.
 #   * every node runs as `ray start --block` under its own session; its PID is kept in
 #     $RAYGRID_LOCAL_DIR/pids. `stop` signals exactly those processes (and any process
 #     that inherited this cluster's marker variable, e.g. workers and job drivers). It
@@ -31,6 +35,7 @@
 set -euo pipefail
 
 STATE_DIR="${RAYGRID_LOCAL_DIR:-/tmp/raygrid-local-$(id -u)}"
+[[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
 TOKEN_FILE="$STATE_DIR/auth_token"
 CONF_FILE="$STATE_DIR/cluster.conf"
 PID_DIR="$STATE_DIR/pids"
@@ -39,6 +44,16 @@ RAY_TMP="$STATE_DIR/ray"
 MARKER_VAR="RAYGRID_LOCAL_CLUSTER"
 START_TIMEOUT="${RAYGRID_START_TIMEOUT:-120}"
 START_OK=0
+
+# Unix socket paths (AF_UNIX sun_path) hold at most 107 bytes plus the terminating NUL.
+# Ray's longest socket path on a node is
+#   <temp-dir>/session_<YYYY-MM-DD_HH-MM-SS_ffffff>_<pid>/sockets/<name>
+# where <name> is at most "dash_TaskEventsHead" (19 bytes: the dashboard's module
+# sockets, head only) and "plasma_store" (12 bytes) on the other nodes.
+SOCKET_PATH_MAX=107
+SESSION_NAME_LEN=35 # "session_" (8) + timestamp (26) + "_" (1); the pid follows
+HEAD_SOCKET_NAME_LEN=19
+NODE_SOCKET_NAME_LEN=12
 
 die() {
     echo "local.sh: error: $*" >&2
@@ -107,6 +122,31 @@ marked_pids() {
     return 0
 }
 
+pid_digits() {
+    local max
+    max="$(cat /proc/sys/kernel/pid_max 2>/dev/null || echo 4194304)"
+    echo "${#max}"
+}
+
+# Refuse a state directory under which Ray's socket paths would exceed the limit.
+check_socket_paths() { # n_workers
+    local n_workers="$1" pid_len longest node dir name_len len
+    pid_len="$(pid_digits)"
+    longest=0
+    for node in head $( ((n_workers > 0)) && seq -f 'worker%g' 1 "$n_workers"); do
+        dir="$RAY_TMP/$node"
+        name_len=$NODE_SOCKET_NAME_LEN
+        [[ "$node" == head ]] && name_len=$HEAD_SOCKET_NAME_LEN
+        # <dir> "/" <session name> <pid> "/sockets/" (9) <name>
+        len=$((${#dir} + 1 + SESSION_NAME_LEN + pid_len + 9 + name_len))
+        ((len > longest)) && longest=$len
+    done
+    if ((longest > SOCKET_PATH_MAX)); then
+        local room=$((${#STATE_DIR} - (longest - SOCKET_PATH_MAX)))
+        die "state directory $STATE_DIR (${#STATE_DIR} characters) is too long: Ray's Unix socket paths under it would be up to $longest bytes, over the $SOCKET_PATH_MAX-byte limit of a Unix socket path (AF_UNIX). Use a RAYGRID_LOCAL_DIR of at most $room characters (the default is /tmp/raygrid-local-\$(id -u))."
+    fi
+}
+
 wait_started() { # name pid logfile
     local name="$1" pid="$2" log="$3" t=0
     while ((t < START_TIMEOUT)); do
@@ -122,6 +162,36 @@ wait_started() { # name pid logfile
         t=$((t + 1))
     done
     die "$name did not start within ${START_TIMEOUT}s (see $log)"
+}
+
+# The head is usable when its dashboard serves the Jobs API (an authenticated request,
+# which also exercises the dashboard's module processes) and its client server listens.
+head_answers() { # dashboard_port client_port auth
+    port_in_use "$2" || return 1
+    "$PY_BIN" - "$1" "$3" "$TOKEN_FILE" <<'EOF' 2>/dev/null
+import sys, urllib.request
+port, auth, token_file = sys.argv[1:4]
+headers = {}
+if auth == "token":
+    with open(token_file) as f:
+        headers["Authorization"] = "Bearer " + f.read().strip()
+for path in ("/api/gcs_healthz", "/api/jobs/"):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        if response.status != 200:
+            sys.exit(1)
+EOF
+}
+
+wait_head_ready() { # pid dashboard_port client_port auth
+    local pid="$1" t=0
+    while ((t < START_TIMEOUT)); do
+        head_answers "$2" "$3" "$4" && return 0
+        pid_alive "$pid" || die "head exited during startup (see $LOG_DIR/head.log)"
+        sleep 1
+        t=$((t + 1))
+    done
+    die "head started, but within ${START_TIMEOUT}s its dashboard / Jobs API (http://127.0.0.1:$2) or Ray client server (port $3) did not answer; see $RAY_TMP/head/session_latest/logs/dashboard.log"
 }
 
 cmd_start() {
@@ -154,6 +224,7 @@ cmd_start() {
     done
     local client_port="${RAYGRID_CLIENT_PORT:-10001}"
     local agent_base="${RAYGRID_AGENT_PORT_BASE:-52370}"
+    check_socket_paths "$n_workers"
 
     find_ray
     if [[ -d "$PID_DIR" ]] && [[ -n "$(running_pids)" ]]; then
@@ -216,6 +287,8 @@ EOF
         </dev/null >"$LOG_DIR/head.log" 2>&1 &
     echo $! >"$PID_DIR/head.pid"
     wait_started head "$!" "$LOG_DIR/head.log"
+    echo "Checking the head's dashboard / Jobs API and client server ..."
+    wait_head_ready "$(cat "$PID_DIR/head.pid")" "$dash_port" "$client_port" "$auth"
 
     local i
     for ((i = 1; i <= n_workers; i++)); do
