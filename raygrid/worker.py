@@ -2,9 +2,12 @@
 
 Nothing here imports from the driver side. A :class:`FitWorker` lives in one Ray worker
 process for many fits (so TensorFlow and friends are imported once per process); the
-driver hands it the search's shared data once (as an object reference) and then batches
-of plain task tuples. User errors never escape as exceptions: they come back inside the
-task's record, and the driver decides what ``error_score`` makes of them.
+driver hands it the search's shared data once and each wave's splits once (as object
+references), then batches of plain task tuples. Each fit is scikit-learn's own
+``_fit_and_score``, so slicing, fit params, scoring, ``error_score`` and callbacks behave
+exactly as in ``GridSearchCV``. User errors never escape as exceptions: they come back
+inside the task's :class:`~raygrid.record.FitRecord`, and the driver decides what
+``error_score`` makes of them.
 """
 
 from __future__ import annotations
