@@ -15,11 +15,21 @@ Why a cache
     finds its key reuses the traced graph after resetting every variable to the values a
     freshly built network would have for the fit's seed, restoring the optimizer's
     just-built state and setting its learning rate. Epochs, batch size, data size, seed
-    and shuffling are runtime arguments and never retrace.
+    and shuffling are runtime arguments and never retrace; the loop that watches held-out
+    data (``early_stopping``) is traced separately, on the first such fit of an architecture.
+
+When to stop
+    The compiled loop also decides, between epochs and without returning to Python,
+    whether to stop: on a plateau of the training loss (the wrappers' default epoch
+    policy) or of the loss on held-out data (``early_stopping``), by the rule of Keras'
+    ``EarlyStopping`` callback, keeping the best epoch's weights in the second case. The
+    ``model.fit`` path applies the same rule with that very callback, so both paths stop
+    at the same epoch with the same weights.
 
 Fallback
-    Callbacks, validation data, ``verbose > 0`` and other ``model.fit`` arguments, or
-    ``fast_path=False``, use ``model.fit``; so does a model the fast loop fails on
+    Callbacks, ``validation_split``/``validation_data``, ``verbose > 0`` and other
+    ``model.fit`` arguments, or ``fast_path=False``, use ``model.fit`` (the compiled loop
+    cannot call a Python callback between epochs); so does a model the fast loop fails on
     (logged once per architecture). The fallback feeds ``model.fit`` the very batches,
     in the very order, the fast path uses, and both run the same loss and optimizer ops,
     so the two paths agree: the same seed gave bitwise-identical predictions and weights
