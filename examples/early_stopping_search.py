@@ -49,9 +49,9 @@ def main() -> None:
         f"(validation loss {best.validation_loss_curve_[best.best_epoch_ - 1]:.4f}, "
         f"{len(best.validation_indices_)} held-out rows)"
     )
-    stopping = [c for c in ("n_iter_", "best_epoch_") if c in search.tasks_.columns]
-    if stopping:  # per-fold stopping facts, when the engine records them in tasks_
-        print(search.tasks_[["candidate", "split", *stopping]].head(9).to_string(index=False))
+    # Each fold's stopping facts: epochs run and the epoch whose weights were kept.
+    best_folds = search.tasks_[search.tasks_["candidate"] == search.best_index_]
+    print(best_folds[["candidate", "split", "n_iter", "best_epoch"]].to_string(index=False))
     assert np.isfinite(search.best_score_)
 
 

@@ -254,6 +254,10 @@ def test_search_with_early_stopping_never_sees_the_test_part(tmp_path):
             # the same seeded estimator, fitted here on the fold's training part only
             alone = clone(base).set_params(**params).fit(Xl[train], yl[train])
             assert search.cv_results_[f"split{k}_test_score"][i] == alone.score(Xl[test], yl[test])
+            # tasks_ holds each fold's stopping facts (cv_results_ stays scikit-learn's)
+            row = search.tasks_.query(f"candidate == {i} and split == {k}").iloc[0]
+            assert (row["n_iter"], row["best_epoch"]) == (alone.n_iter_, alone.best_epoch_)
+            assert row["validation_loss_curve"] == pytest.approx(alone.validation_loss_curve_)
             # what the score would be had the test part been the early-stopping data
             stop = keras.callbacks.EarlyStopping(
                 monitor="val_loss", min_delta=1e-4, patience=10, restore_best_weights=True
@@ -263,6 +267,7 @@ def test_search_with_early_stopping_never_sees_the_test_part(tmp_path):
                 Xl[train], yl[train], validation_data=(Xl[test], yl[test])
             )
             leaked.append(leaky.score(Xl[test], yl[test]))
+    assert not any(key.startswith(("param_n_iter", "best_epoch")) for key in search.cv_results_)
     # the flipped test parts are unlearnable; peeking at them would have shown
     assert np.mean(search.cv_results_["mean_test_score"]) + 0.1 < np.mean(leaked)
 
