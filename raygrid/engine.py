@@ -65,6 +65,7 @@ RAY_OPTION_DEFAULTS: dict[str, Any] = {
     "results_dir": None,
     "max_consecutive_failures": None,
     "progress": "auto",
+    "share_prefixes": True,
 }
 RAY_OPTION_CONSTRAINTS: dict[str, list] = {
     "num_cpus_per_task": [Interval(Real, 0, None, closed="neither")],
@@ -74,6 +75,7 @@ RAY_OPTION_CONSTRAINTS: dict[str, list] = {
     "results_dir": [str, os.PathLike, None],
     "max_consecutive_failures": [Interval(Integral, 1, None, closed="left"), None],
     "progress": ["boolean", StrOptions({"auto"})],
+    "share_prefixes": ["boolean"],
 }
 
 
@@ -114,6 +116,13 @@ class RaySearchMixin(BaseSearchCV):
         A progress bar on the driver (fits done, failures, ETA, best mean score so far):
         ``'auto'`` shows it when stderr is a terminal or in a notebook. It never
         changes what ``verbose`` prints.
+    share_prefixes : bool, default=True
+        Fits of one split that differ only in a training-length parameter (``epochs``
+        of raygrid.keras, ``n_estimators`` of scikit-learn's forests and gradient
+        boosting, or any estimator implementing the protocol of :mod:`raygrid.prefix`)
+        are trained once, to the largest value, and scored at each smaller one on the
+        way: the same ``cv_results_`` bit for bit, for the training cost of the largest
+        fits alone. Only where that equivalence is exact; ``False`` fits each alone.
 
     Examples
     --------
@@ -390,7 +399,10 @@ class _SearchRun:
         )
         to_run = collect.resume_from_journal()
         collect.show_progress(search._ray_option("progress"))
-        n_slots = max(1, min(self.n_slots, len(to_run)))
+        units = to_run
+        if search._ray_option("share_prefixes") and not self.with_callbacks:
+            units = plan.share_prefixes(to_run, search.estimator)
+        n_slots = max(1, min(self.n_slots, len(units)))
         pre_dispatch = getattr(search, "pre_dispatch", "2*n_jobs")
         max_in_flight = validate.resolve_pre_dispatch(pre_dispatch, n_slots, len(tasks))
         self._start()
@@ -399,7 +411,7 @@ class _SearchRun:
                 self.pool,
                 n_slots,
                 (self.data_ref, ray.put(wave)),
-                plan.submission_order(to_run),
+                plan.submission_order(units),
                 max_in_flight=max_in_flight,
                 max_retries=search._ray_option("max_retries"),
                 on_records=collect,

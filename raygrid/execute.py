@@ -23,7 +23,7 @@ from typing import Any
 
 import ray
 
-from raygrid.plan import Task
+from raygrid.plan import PrefixGroup, Task
 from raygrid.record import FitRecord
 from raygrid.worker import FitWorker, RefitResult
 
@@ -258,7 +258,7 @@ def run_tasks(
     pool: WorkerPool,
     n_slots: int,
     refs: tuple[ray.ObjectRef, ray.ObjectRef],
-    tasks: Iterable[Task],
+    tasks: Iterable[Task | PrefixGroup],
     *,
     max_in_flight: int,
     max_retries: int,
@@ -346,18 +346,19 @@ class _Scheduler:
             ref = (
                 self.slots[slot]
                 .run.options(name=name)
-                .remote(*self.refs, [(t.index, t.params, t.split) for t in batch])
+                .remote(*self.refs, [unit.payload for unit in batch])
             )
             self.in_flight[ref] = (slot, self.slots[slot], batch)
             self.busy[slot] += 1
 
-    def _lost(self, slot: int, actor: Any, batch: list[Task], error: Exception) -> None:
+    def _lost(self, slot: int, actor: Any, batch: list, error: Exception) -> None:
         """A worker died with ``batch`` queued or running on it: retry it elsewhere."""
-        for task in batch:
-            self.attempts[task.index] = self.attempts.get(task.index, 0) + 1
-            if self.attempts[task.index] > self.max_retries:
+        for unit in batch:
+            for index in unit.indices:
+                self.attempts[index] = self.attempts.get(index, 0) + 1
+            if self.attempts[unit.index] > self.max_retries:
                 raise RuntimeError(
-                    f"{task.name!r} was lost {self.attempts[task.index]} times with its "
+                    f"{unit.name!r} was lost {self.attempts[unit.index]} times with its "
                     f"Ray worker (max_retries={self.max_retries}): {error}"
                 ) from error
         self.queue.extendleft(reversed(batch))

@@ -50,6 +50,10 @@ class FitRecord:
     node_id, pid, gpu_ids, worker_rss : where it ran and the worker's memory after it.
     attempts : int
         1 + the times the fit was lost with its worker and run again.
+    trained_in : int or None
+        With prefix sharing, the task whose training this fit was scored on the way
+        through: its index in the wave as the worker reports it, its candidate once the
+        driver has it (None: trained on its own).
     resumed : bool
         Read back from a ``results_dir`` journal instead of run.
     fit_info : dict
@@ -80,6 +84,7 @@ class FitRecord:
     gpu_ids: list[str] = field(default_factory=list)
     worker_rss: int | None = None
     attempts: int = 1
+    trained_in: int | None = None
     resumed: bool = False
     fit_info: dict[str, Any] = field(default_factory=dict)
     raised: BaseException | None = None
@@ -121,6 +126,7 @@ class FitRecord:
             "pid": self.pid,
             "worker_rss": self.worker_rss,
             "attempts": int(self.attempts),
+            "trained_in": self.trained_in,
             "fit_info": _dump(self.fit_info),
         }
 
@@ -142,6 +148,7 @@ class FitRecord:
             pid=row["pid"],
             worker_rss=row["worker_rss"],
             attempts=row["attempts"],
+            trained_in=row["trained_in"],
             resumed=True,
             fit_info=_load(row["fit_info"]) or {},
         )
@@ -162,6 +169,7 @@ ROW_TYPES = {
     "pid": "int64",
     "worker_rss": "int64",
     "attempts": "int64",
+    "trained_in": "int64",
     "fit_info": "string",
 }
 

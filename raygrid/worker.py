@@ -27,8 +27,11 @@ import psutil
 import ray
 from ray import cloudpickle as ray_pickle
 from sklearn.base import clone
-from sklearn.model_selection._validation import _fit_and_score
+from sklearn.model_selection._validation import _fit_and_score, _score
+from sklearn.utils.metaestimators import _safe_split
+from sklearn.utils.validation import _check_method_params, _num_samples
 
+from raygrid import prefix
 from raygrid.callbacks import Relay
 from raygrid.record import FitRecord, fit_info
 
@@ -142,6 +145,112 @@ def fit_and_score(
             )
     record.warnings = _portable_warnings(caught)
     return record
+
+
+_END = object()
+
+
+def fit_and_score_prefixes(
+    data: SearchData,
+    train: np.ndarray,
+    test: np.ndarray,
+    members: list[tuple[int, dict[str, Any]]],
+    shared: str,
+) -> list[FitRecord]:
+    """Train once to the largest value of ``shared``; score each member on the way.
+
+    The members' parameters differ only in ``shared`` and are sorted by it. Each record
+    is what ``_fit_and_score`` would give for that member alone; its ``fit_time`` is the
+    training time until its value was reached.
+    """
+    values = [params[shared] for _, params in members]
+    estimator = clone(data.estimator).set_params(**clone(members[-1][1], safe=False))
+    X_train, y_train = _safe_split(estimator, data.X, data.y, train)
+    X_test, y_test = _safe_split(estimator, data.X, data.y, test, train)
+    fit_params = _check_method_params(data.X, params=data.fit_params, indices=train)
+    scoring = {
+        "train": _check_method_params(data.X, params=data.score_params, indices=train),
+        "test": _check_method_params(data.X, params=data.score_params, indices=test),
+    }
+    records: list[FitRecord] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start, scoring_time = time.time(), 0.0
+        steps = prefix.fit_prefixes(estimator, shared, values, X_train, y_train, fit_params)
+        for position, (index, _) in enumerate(members):
+            try:
+                if next(steps, _END) is _END:
+                    raise RuntimeError(f"prefix_fit stopped before {shared}={values[position]}")
+            except Exception as exc:
+                fit_time = time.time() - start - scoring_time
+                records += [_failed(data, i, fit_time, exc) for i, _ in members[position:]]
+                break
+            fit_time = time.time() - start - scoring_time
+            try:
+                record = _score_prefix(
+                    data, estimator, (X_test, y_test), (X_train, y_train), scoring
+                )
+            except Exception as exc:  # what _fit_and_score lets through: the search stops
+                record = _raised(index, fit_time, exc)
+            record.index, record.fit_time = index, fit_time
+            record.trained_in = members[-1][0]
+            scoring_time += record.score_time
+            records.append(record)
+            if record.raised_text is not None:
+                break
+    records[-1].warnings = _portable_warnings(caught)
+    return records
+
+
+def _score_prefix(data: SearchData, estimator: Any, test: tuple, train: tuple, scoring: dict):
+    """Score ``estimator`` as ``_fit_and_score`` does after a successful fit."""
+    start = time.time()
+    test_scores = _score(estimator, *test, data.scorer, scoring["test"], data.error_score)
+    score_time = time.time() - start
+    train_scores = None
+    if data.return_train_score:
+        train_scores = _score(estimator, *train, data.scorer, scoring["train"], data.error_score)
+    return FitRecord(
+        index=-1,
+        test_scores=_plain_scores(test_scores),
+        train_scores=_plain_scores(train_scores),
+        fit_time=0.0,
+        score_time=score_time,
+        n_test_samples=_num_samples(test[0]),
+        fit_info=fit_info(estimator),
+    )
+
+
+def _failed(data: SearchData, index: int, fit_time: float, exc: Exception) -> FitRecord:
+    """A member whose value the shared training never reached, as scikit-learn records it."""
+    if data.error_score == "raise":
+        return _raised(index, fit_time, exc)
+    error = data.error_score
+    scores = (
+        dict.fromkeys(data.scorer._scorers, error) if hasattr(data.scorer, "_scorers") else error
+    )
+    return FitRecord(
+        index=index,
+        test_scores=scores,
+        train_scores=(dict(scores) if isinstance(scores, dict) else scores)
+        if data.return_train_score
+        else None,
+        fit_time=fit_time,
+        score_time=0.0,
+        fit_error=traceback.format_exc(),
+    )
+
+
+def _raised(index: int, fit_time: float, exc: Exception) -> FitRecord:
+    """A record carrying the exception the driver must re-raise (call in ``except``)."""
+    return FitRecord(
+        index=index,
+        test_scores=math.nan,
+        fit_time=fit_time,
+        score_time=0.0,
+        raised=_portable(exc),
+        raised_text=traceback.format_exc(),
+    )
 
 
 def _plain_scores(scores: Any) -> Any:
@@ -273,23 +382,33 @@ class FitWorker:
             return {}
         return {"caller": self._caller, "callback_ctx": self._contexts[index]}
 
-    def run(self, data_ref: list, wave_ref: list, tasks: list[tuple[int, dict, int]]) -> list:
-        """Fit and score each ``(index, params, split)`` of the wave; one record each."""
+    def run(self, data_ref: list, wave_ref: list, units: list[tuple]) -> list:
+        """Fit and score each unit of the wave; one record per task.
+
+        A unit is ``(split, [(index, params), ...], shared)``: one task when ``shared`` is
+        None, else tasks differing only in the training-length parameter ``shared``,
+        trained once (see :mod:`raygrid.prefix`).
+        """
         wave = self._load_wave(wave_ref)  # first: it may relay the data's callbacks
         data = self._load(data_ref)
         where = _placement()
         records = []
-        for index, params, split in tasks:
+        for split, members, shared in units:
             started = time.time()
             train, test = wave.splits[split]
-            record = fit_and_score(data, train, test, params, self._callback_args(index))
-            record.index = index
-            record.start_time, record.end_time = started, time.time()
-            record.node_id, record.pid, record.gpu_ids = where
-            record.worker_rss = _rss()
-            if self._relay is not None:
-                record.callback_messages = self._relay.take()
-            records.append(record)
+            if shared is None:
+                index, params = members[0]
+                done = [fit_and_score(data, train, test, params, self._callback_args(index))]
+                done[0].index = index
+            else:
+                done = fit_and_score_prefixes(data, train, test, members, shared)
+            for record in done:
+                record.start_time, record.end_time = started, time.time()
+                record.node_id, record.pid, record.gpu_ids = where
+                record.worker_rss = _rss()
+                if self._relay is not None:
+                    record.callback_messages = self._relay.take()
+            records.extend(done)
             self._fits += 1
         return records
 

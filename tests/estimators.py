@@ -126,3 +126,50 @@ class FlatImageClassifier(BaseEstimator, ClassifierMixin):
     def predict(self, X):
         X = np.asarray(X)
         return self.model_.predict(X.reshape(len(X), -1))
+
+
+class StepRegressor(BaseEstimator):
+    """A user's own estimator opting in to prefix sharing: ``n_steps`` gradient steps.
+
+    ``schedule="decay"`` sizes the step length from ``n_steps``, so a longer fit does not
+    pass through a shorter one's state: it declares no shareable parameter then.
+    ``fail_after`` makes training raise once that many steps have run.
+    """
+
+    def __init__(self, n_steps=10, lr=0.1, schedule="constant", fail_after=None):
+        self.n_steps = n_steps
+        self.lr = lr
+        self.schedule = schedule
+        self.fail_after = fail_after
+
+    def prefix_fit_param(self):
+        return "n_steps" if self.schedule == "constant" else None
+
+    def prefix_fit(self, X, y, *, values):
+        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        self.coef_ = np.zeros(X.shape[1])
+        for step in range(1, max(values) + 1):
+            self._step(X, y, step)
+            if step in values:
+                self.n_iter_ = step
+                yield step
+
+    def fit(self, X, y):
+        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        self.coef_ = np.zeros(X.shape[1])
+        for step in range(1, self.n_steps + 1):
+            self._step(X, y, step)
+        self.n_iter_ = self.n_steps
+        return self
+
+    def _step(self, X, y, step):
+        if self.fail_after is not None and step > self.fail_after:
+            raise ValueError(f"diverged at step {step}")
+        lr = self.lr if self.schedule == "constant" else self.lr * (1 - step / (self.n_steps + 1))
+        self.coef_ = self.coef_ - lr * X.T @ (X @ self.coef_ - y) / len(y)
+
+    def predict(self, X):
+        return np.asarray(X, dtype=float) @ self.coef_
+
+    def score(self, X, y):
+        return -float(np.mean((self.predict(X) - np.asarray(y)) ** 2))
