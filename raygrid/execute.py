@@ -23,6 +23,7 @@ from typing import Any
 
 import ray
 
+from raygrid import quiet, teardown
 from raygrid.plan import Task
 from raygrid.worker import FitWorker, SearchData
 
@@ -50,11 +51,13 @@ def connect(address: str | None) -> None:
                 f"{current!r}. Call ray.shutdown() first, or leave ray_address unset to use "
                 "that cluster."
             )
+        quiet.install()
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         _check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING)
+        quiet.install()
         return
     start_local()
 
@@ -82,6 +85,8 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwar
         runtime_env={"env_vars": env},
         **kwargs,
     )
+    quiet.install()
+    teardown.local_ray_started(lambda: [a for p in WorkerPool._pools.values() for a in p.actors])
 
 
 def _check_reachable(address: str) -> None:

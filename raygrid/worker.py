@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from raygrid import quiet
+
 
 def prepare_process(num_cpus: float, num_gpus: float) -> None:
     """Set up the process environment before any framework is imported.
@@ -286,6 +288,7 @@ class FitWorker:
         self._data_key: str | None = None
         self._data: SearchData | None = None
         self._fits = 0
+        self._gpu_check = quiet.GpuCheck(num_gpus)
 
     def _load(self, data_ref: list) -> SearchData:
         import ray
@@ -309,11 +312,16 @@ class FitWorker:
             record["worker_rss"] = _rss()
             records.append(record)
             self._fits += 1
+        self._gpu_check.after_fits()
         return records
 
     def refit(self, data_ref: list, params: dict) -> dict[str, Any]:
         """Fit the best candidate on all data; see :func:`refit`."""
         return refit(self._load(data_ref), params)
+
+    def mark_logs(self, token: str) -> str:
+        """Write a marker on stdout and stderr; see :func:`raygrid.quiet.drain`."""
+        return quiet.print_marker(token)
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs and what it holds (for tests and reports)."""
