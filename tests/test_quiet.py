@@ -217,20 +217,25 @@ def run_script(tmp_path, mode, **env):
     }
     env.pop("RAY_ADDRESS", None)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    proc = subprocess.run(
-        [sys.executable, str(script), mode],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300,
-    )
-    exited = time.time()
-    assert proc.returncode == 0, proc.stdout
-    out = proc.stdout
+    # Output to a file, not a pipe: the script counts as ended when its process has
+    # exited, not when every process that inherited its output has closed it.
+    with open(tmp_path / "output.txt", "w+") as output:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), mode],
+            cwd=tmp_path,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            proc.wait(timeout=300)
+        finally:
+            proc.kill()
+        output.seek(0)
+        out = output.read()
+    assert proc.returncode == 0, out
     pids = [int(p) for p in out.split("RAY_PIDS")[1].splitlines()[0].split()]
-    return out, pids, exited
+    return out, pids, alive(pids)
 
 
 def alive(pids):
@@ -268,14 +273,14 @@ def test_gpu_worker_whose_tensorflow_sees_no_gpu_is_reported_once(quiet_run):
 
 @pytest.mark.slow
 def test_nothing_is_left_running_after_the_script_exits(quiet_run):
-    out, pids, _ = quiet_run
+    out, pids, alive_at_exit = quiet_run
     assert len(pids) >= 4, out  # gcs_server, raylet, monitor, log monitor, workers...
-    assert alive(pids) == []
+    assert alive_at_exit == []
 
 
 @pytest.mark.slow
 def test_framework_logs_come_back_on_request(tmp_path):
-    out, pids, _ = run_script(tmp_path, "cpu", **{quiet.SHOW_ENV: "1"})
+    out, _, alive_at_exit = run_script(tmp_path, "cpu", **{quiet.SHOW_ENV: "1"})
     assert "absl::InitializeLog" in out and "oneDNN custom operations" in out, out
     assert "chatty wrapper: fitting units=" in out
-    assert alive(pids) == []
+    assert alive_at_exit == []
