@@ -133,10 +133,11 @@ def install(show_all: bool = False) -> None:
         has the same effect.
     """
     dispatcher = _dispatcher()
-    if dispatcher is None:
+    lock = getattr(dispatcher, "_lock", None)
+    if dispatcher is None or lock is None:
         return
     show_all = show_all or os.environ.get(SHOW_ENV, "").lower() not in ("", "0", "false", "no")
-    with dispatcher._lock:
+    with lock:
         handlers = []
         for name, handler in dispatcher.handlers:
             if name == _RAY_HANDLER and not isinstance(handler, _WorkerLogFilter):
