@@ -47,7 +47,7 @@ from sklearn.utils import indexable
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_method_params, check_is_fitted
 
-from raygrid import execute, plan, progress, shipping, validate
+from raygrid import execute, plan, progress, quiet, shipping, validate
 from raygrid import journal as journal_lib
 from raygrid import results as results_tables
 from raygrid.callbacks import deliver, listener_handles, search_callbacks
@@ -194,6 +194,7 @@ class RaySearchMixin(BaseSearchCV):
         # 2. A Ray session, warm workers, and the search's data in the object store once.
         if not execute.connect(self._ray_option("ray_address")):
             shipping.ship_local_modules(self.estimator, scorers, routed)
+        quiet.install(show_all=self.verbose >= 10)  # framework start-up lines too
         data = SearchData(
             estimator=clone(self.estimator),
             X=X,

@@ -23,6 +23,7 @@ from typing import Any
 
 import ray
 
+from raygrid import quiet, teardown
 from raygrid.plan import PrefixGroup, Task
 from raygrid.record import FitRecord
 from raygrid.worker import FitWorker, RefitResult
@@ -61,11 +62,13 @@ def connect(address: str | None) -> bool:
                 f"{current!r}. Call ray.shutdown() first, or leave ray_address unset to use "
                 "that cluster."
             )
+        quiet.install()
         return current in _own_sessions
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         _check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING)
+        quiet.install()
         return False
     start_local()
     return True
@@ -95,6 +98,8 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwar
         **kwargs,
     )
     _own_sessions.add(ray.get_runtime_context().gcs_address)
+    quiet.install()
+    teardown.local_ray_started(lambda: [a for p in WorkerPool._pools.values() for a in p.actors])
 
 
 def _check_reachable(address: str) -> None:

@@ -35,6 +35,8 @@ from raygrid import prefix
 from raygrid.callbacks import Relay
 from raygrid.record import FitRecord, fit_info
 
+from raygrid import quiet
+
 
 def prepare_process(num_cpus: float, num_gpus: float) -> None:
     """Set up the process environment before any framework is imported.
@@ -353,6 +355,7 @@ class FitWorker:
         self._caller: Any = None
         self._contexts: list = []
         self._fits = 0
+        self._gpu_check = quiet.GpuCheck(num_gpus)
 
     def _load(self, data_ref: list) -> SearchData:
         key = data_ref[0].hex()
@@ -410,6 +413,7 @@ class FitWorker:
                     record.callback_messages = self._relay.take()
             records.extend(done)
             self._fits += 1
+        self._gpu_check.after_fits()
         return records
 
     def refit(self, data_ref: list, params: dict, callbacks: bytes | None, listeners: list):
@@ -428,6 +432,10 @@ class FitWorker:
         finally:
             relay.close()
         return result
+
+    def mark_logs(self, token: str) -> str:
+        """Write a marker on stdout and stderr; see :func:`raygrid.quiet.drain`."""
+        return quiet.print_marker(token)
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs and what it holds (for tests and reports)."""

@@ -4,6 +4,7 @@ import os
 import signal
 import time
 import uuid
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -173,3 +174,41 @@ class StepRegressor(BaseEstimator):
 
     def score(self, X, y):
         return -float(np.mean((self.predict(X) - np.asarray(y)) ** 2))
+
+
+class ChattySeedWrapper(BaseEstimator, ClassifierMixin):
+    """The seed write-up's Keras wrapper (a new ``Sequential`` and ``model.fit`` per fit).
+
+    Like user code, it also prints a line of its own and raises a warning in each fit.
+    TensorFlow is imported in ``fit``, so the driver of a search with ``refit=False``
+    never imports it.
+    """
+
+    def __init__(self, units=8, learning_rate=0.01, epochs=2, batch_size=32):
+        self.units = units
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+
+    def fit(self, X, y):
+        import tensorflow as tf
+
+        print(f"chatty wrapper: fitting units={self.units}", flush=True)
+        warnings.warn("chatty wrapper: a warning from fit", UserWarning, stacklevel=2)
+        self.classes_ = np.unique(y)
+        self.model_ = tf.keras.models.Sequential(
+            [
+                tf.keras.layers.Input(shape=(X.shape[1],)),
+                tf.keras.layers.Dense(self.units, activation="relu"),
+                tf.keras.layers.Dense(len(self.classes_), activation="softmax"),
+            ]
+        )
+        self.model_.compile(
+            optimizer=tf.keras.optimizers.Adam(learning_rate=self.learning_rate),
+            loss="sparse_categorical_crossentropy",
+        )
+        self.model_.fit(X, y, epochs=self.epochs, batch_size=self.batch_size, verbose=0)
+        return self
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.model_.predict(X, verbose=0), axis=1)]
