@@ -31,11 +31,9 @@ from sklearn.model_selection._validation import _fit_and_score, _score
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples
 
-from raygrid import prefix
+from raygrid import prefix, quiet
 from raygrid.callbacks import Relay
 from raygrid.record import FitRecord, fit_info
-
-from raygrid import quiet
 
 
 def prepare_process(num_cpus: float, num_gpus: float) -> None:
