@@ -47,7 +47,7 @@ from sklearn.utils import indexable
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_method_params, check_is_fitted
 
-from raygrid import execute, plan, progress, quiet, shipping, validate
+from raygrid import execute, plan, prefix, progress, quiet, shipping, validate
 from raygrid import journal as journal_lib
 from raygrid import results as results_tables
 from raygrid.callbacks import deliver, listener_handles, search_callbacks
@@ -319,6 +319,10 @@ class _SearchRun:
         # With callbacks anywhere (search or estimator), fits run in callback contexts.
         self.with_callbacks = bool(callbacks)
         self.listeners = listener_handles(callbacks)
+        # A halving search over a training-length resource continues each survivor's
+        # fits from the states the previous iteration kept (see raygrid.prefix).
+        self.continued: str | None = None
+        self.states: dict[tuple, tuple[int, Any]] = {}
         self.token = uuid.uuid4().hex
         _searches_in_fit[self.token] = search
         self.journal = self._open_journal()
@@ -400,9 +404,7 @@ class _SearchRun:
         )
         to_run = collect.resume_from_journal()
         collect.show_progress(search._ray_option("progress"))
-        units = to_run
-        if search._ray_option("share_prefixes") and not self.with_callbacks:
-            units = plan.share_prefixes(to_run, search.estimator)
+        units = self._units(to_run)
         n_slots = max(1, min(self.n_slots, len(units)))
         pre_dispatch = getattr(search, "pre_dispatch", "2*n_jobs")
         max_in_flight = validate.resolve_pre_dispatch(pre_dispatch, n_slots, len(tasks))
@@ -419,7 +421,27 @@ class _SearchRun:
             )
         finally:
             collect.close()
+        if self.continued is not None:
+            param = self.continued
+            self.states = {
+                plan.prefix_key(task, param): (task.params[param], record.state)
+                for task, record in zip(tasks, collect.records, strict=True)
+                if record.state is not None
+            }
         return collect.records
+
+    def _units(self, tasks: list[plan.Task]) -> list:
+        """How the wave's tasks are run: alone, sharing prefixes, or continuing fits."""
+        search = self.search
+        if not search._ray_option("share_prefixes") or self.with_callbacks or not tasks:
+            return tasks
+        resource = getattr(search, "resource", "n_samples")
+        if resource != "n_samples":
+            param = prefix.shared_param(search.estimator, tasks[0].params)
+            if param == resource and prefix.can_resume(search.estimator, tasks[0].params, param):
+                self.continued = resource
+                return plan.continue_fits(tasks, resource, self.states)
+        return plan.share_prefixes(tasks, search.estimator)
 
     def refit(self, params: dict[str, Any], refit_ctx: Any) -> tuple[Any, float]:
         """Fit the best candidate on all the data in a slot; (estimator, refit time)."""

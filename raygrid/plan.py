@@ -52,13 +52,21 @@ class Task:
 
     @property
     def payload(self) -> tuple:
-        """What the worker is sent: ``(split, [(index, params)], shared parameter)``."""
-        return (self.split, [(self.index, self.params)], None)
+        """What the worker is sent: ``(split, [(index, params)], shared, resume, keep)``.
+
+        ``shared`` names the training-length parameter of a :class:`PrefixGroup`,
+        ``resume`` a fitted state to continue from, and ``keep`` asks the worker to keep
+        the final state for a later wave (None, None, False for a plain task).
+        """
+        return (self.split, [(self.index, self.params)], None, None, False)
 
 
 @dataclass(frozen=True)
 class PrefixGroup:
     """Tasks of one split that differ only in ``param``, trained as one fit.
+
+    A group may hold a single task when it continues a fit of an earlier wave (a halving
+    iteration with a training-length resource).
 
     Attributes
     ----------
@@ -66,10 +74,17 @@ class PrefixGroup:
         Sorted by ascending ``param`` value; the last one's fit is the one trained.
     param : str
         The training-length parameter (e.g. ``epochs``, ``rf__n_estimators``).
+    resume : ray.ObjectRef or None
+        A fitted state of the same candidate and split, trained to a smaller value in an
+        earlier wave, to continue from.
+    keep : bool
+        Whether the worker keeps the final state in Ray's object store for a later wave.
     """
 
     tasks: tuple[Task, ...]
     param: str
+    resume: Any = None
+    keep: bool = False
 
     @property
     def index(self) -> int:
@@ -95,7 +110,30 @@ class PrefixGroup:
 
     @property
     def payload(self) -> tuple:
-        return (self.split, [(t.index, t.params) for t in self.tasks], self.param)
+        members = [(t.index, t.params) for t in self.tasks]
+        return (self.split, members, self.param, self.resume, self.keep)
+
+
+def prefix_key(task: Task, param: str) -> tuple:
+    """What identifies a task's training apart from ``param``: its split and other params."""
+    return (task.split, joblib.hash({k: v for k, v in task.params.items() if k != param}))
+
+
+def continue_fits(
+    tasks: list[Task], param: str, states: dict[tuple, tuple[int, Any]]
+) -> list[PrefixGroup]:
+    """A halving wave's tasks, each continuing the state an earlier wave left, if any.
+
+    ``states`` maps :func:`prefix_key` to ``(value, state)`` kept by the previous wave;
+    a task continues a state trained to a smaller value of ``param``, and keeps its own
+    final state for the next wave.
+    """
+    units = []
+    for task in tasks:
+        known = states.get(prefix_key(task, param))
+        resume = known[1] if known is not None and known[0] < task.params[param] else None
+        units.append(PrefixGroup((task,), param, resume=resume, keep=True))
+    return units
 
 
 def share_prefixes(tasks: list[Task], estimator: Any) -> list[Task | PrefixGroup]:

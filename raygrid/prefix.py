@@ -19,12 +19,18 @@ passed on the way are bit for bit those of independent fits:
           # fit once to max(values), yielding each value (ascending) as soon as
           # training has reached it, with ``self`` then equal to an independent fit
 
+  ``prefix_fit`` may also take ``resume=False``: called with ``resume=True`` on a state
+  an earlier ``prefix_fit`` left at a smaller value, it trains on from there. A
+  successive-halving search whose resource is that parameter then continues each
+  survivor's fits from one iteration to the next instead of retraining them;
+
 * scikit-learn's forests and gradient boosting, whose ``warm_start`` continuation is
   exactly equivalent (tested per family), share ``n_estimators``, also inside a pipeline.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from numbers import Integral
 from typing import Any
@@ -87,17 +93,37 @@ def _warm_startable(estimator: Any) -> bool:
     return not settings.get("warm_start") and all(settings.get(b) is None for b in breakers)
 
 
+def can_resume(estimator: Any, params: dict[str, Any], name: str) -> bool:
+    """Whether a state :func:`fit_prefixes` leaves can be trained on to larger values.
+
+    ``name`` is the shared parameter of ``estimator`` configured with ``params``.
+    """
+    configured = _with_params(estimator, params)
+    if "__" not in name and _protocol_param(configured) == name:
+        return "resume" in inspect.signature(configured.prefix_fit).parameters
+    return True  # scikit-learn's warm_start families
+
+
 def fit_prefixes(
-    estimator: Any, name: str, values: list[int], X: Any, y: Any, fit_params: dict[str, Any]
+    estimator: Any,
+    name: str,
+    values: list[int],
+    X: Any,
+    y: Any,
+    fit_params: dict[str, Any],
+    resume: bool = False,
 ) -> Iterator[int]:
     """Fit ``estimator`` (its other parameters set) once, yielding each of ``values``.
 
     After each yield, ``estimator`` is fitted as an independent fit with ``name`` set to
-    that value would be.
+    that value would be. With ``resume``, ``estimator`` is a state an earlier call left
+    at a smaller value, and training goes on from there (the protocol's
+    ``prefix_fit(..., resume=True)``; ``warm_start`` for scikit-learn's families).
     """
     path, _, leaf = name.rpartition("__")
     if path == "" and _protocol_param(estimator) == leaf:
-        yield from estimator.prefix_fit(X, y, values=values, **fit_params)
+        extra = {"resume": True} if resume else {}
+        yield from estimator.prefix_fit(X, y, values=values, **extra, **fit_params)
         return
     estimator.set_params(**{f"{path}__warm_start" if path else "warm_start": True})
     for value in values:

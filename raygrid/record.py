@@ -54,6 +54,10 @@ class FitRecord:
         With prefix sharing, the task whose training this fit was scored on the way
         through: its index in the wave as the worker reports it, its candidate once the
         driver has it (None: trained on its own).
+    continued_from : int or None
+        In a halving search over a training-length resource, the value an earlier
+        iteration trained this candidate's fit to, which this fit trained on from (None:
+        trained from the start).
     resumed : bool
         Read back from a ``results_dir`` journal instead of run.
     fit_info : dict
@@ -68,6 +72,8 @@ class FitRecord:
         Transient: ``(message, category, filename, lineno)`` of warnings the fit raised.
     callback_messages : list of tuple
         Transient: ``(listener address, message)`` sent by scikit-learn callbacks.
+    state : ray.ObjectRef or None
+        Transient: the fitted estimator, kept for a later wave to train on from.
     """
 
     index: int
@@ -85,12 +91,14 @@ class FitRecord:
     worker_rss: int | None = None
     attempts: int = 1
     trained_in: int | None = None
+    continued_from: int | None = None
     resumed: bool = False
     fit_info: dict[str, Any] = field(default_factory=dict)
     raised: BaseException | None = None
     raised_text: str | None = None
     warnings: list[tuple] = field(default_factory=list)
     callback_messages: list[tuple] = field(default_factory=list)
+    state: Any = None
 
     @property
     def failed(self) -> bool:
@@ -127,6 +135,7 @@ class FitRecord:
             "worker_rss": self.worker_rss,
             "attempts": int(self.attempts),
             "trained_in": self.trained_in,
+            "continued_from": self.continued_from,
             "fit_info": _dump(self.fit_info),
         }
 
@@ -149,6 +158,7 @@ class FitRecord:
             worker_rss=row["worker_rss"],
             attempts=row["attempts"],
             trained_in=row["trained_in"],
+            continued_from=row["continued_from"],
             resumed=True,
             fit_info=_load(row["fit_info"]) or {},
         )
@@ -170,6 +180,7 @@ ROW_TYPES = {
     "worker_rss": "int64",
     "attempts": "int64",
     "trained_in": "int64",
+    "continued_from": "int64",
     "fit_info": "string",
 }
 

@@ -152,19 +152,27 @@ _END = object()
 
 def fit_and_score_prefixes(
     data: SearchData,
-    train: np.ndarray,
-    test: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
     members: list[tuple[int, dict[str, Any]]],
     shared: str,
+    resume: Any = None,
+    keep: bool = False,
 ) -> list[FitRecord]:
     """Train once to the largest value of ``shared``; score each member on the way.
 
     The members' parameters differ only in ``shared`` and are sorted by it. Each record
     is what ``_fit_and_score`` would give for that member alone; its ``fit_time`` is the
-    training time until its value was reached.
+    training time until its value was reached. ``resume`` is a fitted state of the same
+    candidate at a smaller value to train on from; with ``keep``, the last record
+    carries the final state (in Ray's object store) for a later wave to resume.
     """
+    train, test = split
     values = [params[shared] for _, params in members]
-    estimator = clone(data.estimator).set_params(**clone(members[-1][1], safe=False))
+    if resume is None:
+        estimator, continued_from = clone(data.estimator), None
+    else:
+        estimator, continued_from = resume, resume.get_params()[shared]
+    estimator.set_params(**clone(members[-1][1], safe=False))
     X_train, y_train = _safe_split(estimator, data.X, data.y, train)
     X_test, y_test = _safe_split(estimator, data.X, data.y, test, train)
     fit_params = _check_method_params(data.X, params=data.fit_params, indices=train)
@@ -176,7 +184,9 @@ def fit_and_score_prefixes(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start, scoring_time = time.time(), 0.0
-        steps = prefix.fit_prefixes(estimator, shared, values, X_train, y_train, fit_params)
+        steps = prefix.fit_prefixes(
+            estimator, shared, values, X_train, y_train, fit_params, resume=resume is not None
+        )
         for position, (index, _) in enumerate(members):
             try:
                 if next(steps, _END) is _END:
@@ -193,13 +203,26 @@ def fit_and_score_prefixes(
             except Exception as exc:  # what _fit_and_score lets through: the search stops
                 record = _raised(index, fit_time, exc)
             record.index, record.fit_time = index, fit_time
-            record.trained_in = members[-1][0]
+            record.trained_in = members[-1][0] if len(members) > 1 else None
+            record.continued_from = continued_from
             scoring_time += record.score_time
             records.append(record)
             if record.raised_text is not None:
                 break
     records[-1].warnings = _portable_warnings(caught)
+    if keep and len(records) == len(members) and not any(r.failed for r in records):
+        records[-1].state = ray.put(estimator)
     return records
+
+
+def _resumable(ref: Any) -> Any:
+    """The fitted state behind ``ref``, or None when it is gone (its worker was lost)."""
+    if ref is None:
+        return None
+    try:
+        return ray.get(ref, timeout=60)
+    except (ray.exceptions.RayError, TimeoutError):
+        return None  # trained from the start instead: the same result, only slower
 
 
 def _score_prefix(data: SearchData, estimator: Any, test: tuple, train: tuple, scoring: dict):
@@ -386,15 +409,16 @@ class FitWorker:
     def run(self, data_ref: list, wave_ref: list, units: list[tuple]) -> list:
         """Fit and score each unit of the wave; one record per task.
 
-        A unit is ``(split, [(index, params), ...], shared)``: one task when ``shared`` is
-        None, else tasks differing only in the training-length parameter ``shared``,
-        trained once (see :mod:`raygrid.prefix`).
+        A unit is ``(split, [(index, params), ...], shared, resume, keep)``: one task when
+        ``shared`` is None, else tasks differing only in the training-length parameter
+        ``shared``, trained once (see :mod:`raygrid.prefix`), from the state ``resume``
+        if given, keeping the final state in Ray's object store if ``keep``.
         """
         wave = self._load_wave(wave_ref)  # first: it may relay the data's callbacks
         data = self._load(data_ref)
         where = _placement()
         records = []
-        for split, members, shared in units:
+        for split, members, shared, resume, keep in units:
             started = time.time()
             train, test = wave.splits[split]
             if shared is None:
@@ -402,7 +426,9 @@ class FitWorker:
                 done = [fit_and_score(data, train, test, params, self._callback_args(index))]
                 done[0].index = index
             else:
-                done = fit_and_score_prefixes(data, train, test, members, shared)
+                done = fit_and_score_prefixes(
+                    data, (train, test), members, shared, _resumable(resume), keep
+                )
             for record in done:
                 record.start_time, record.end_time = started, time.time()
                 record.node_id, record.pid, record.gpu_ids = where

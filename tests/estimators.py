@@ -146,11 +146,15 @@ class StepRegressor(BaseEstimator):
     def prefix_fit_param(self):
         return "n_steps" if self.schedule == "constant" else None
 
-    def prefix_fit(self, X, y, *, values):
+    def prefix_fit(self, X, y, *, values, resume=False):
         X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
-        self.coef_ = np.zeros(X.shape[1])
-        for step in range(1, max(values) + 1):
+        done = self.n_iter_ if resume else 0
+        if not resume:
+            self.coef_ = np.zeros(X.shape[1])
+        self.steps_trained_ = 0
+        for step in range(done + 1, max(values) + 1):
             self._step(X, y, step)
+            self.steps_trained_ += 1
             if step in values:
                 self.n_iter_ = step
                 yield step

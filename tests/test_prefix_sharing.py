@@ -16,11 +16,12 @@ from sklearn.ensemble import (
     GradientBoostingRegressor,
     RandomForestClassifier,
 )
-from sklearn.model_selection import GridSearchCV
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from raygrid import RayGridSearchCV
+from raygrid import RayGridSearchCV, RayHalvingGridSearchCV
 
 Xc, yc = make_classification(n_samples=120, n_features=6, random_state=0)
 Xr, yr = make_regression(n_samples=120, n_features=5, noise=3.0, random_state=0)
@@ -127,3 +128,39 @@ def test_a_shared_training_that_fails_fails_only_the_values_it_did_not_reach(err
         search = both(estimator, grid, Xr, yr, error_score=error_score, refit=False)
     errors = search.tasks_.groupby("candidate")["error"].apply(lambda e: e.notna().all())
     assert errors.tolist() == [False, False, True]
+
+
+HALVING = {
+    "own-protocol": (
+        StepRegressor(),
+        {"lr": list(np.geomspace(0.005, 0.5, 9))},
+        "n_steps",
+        Xr,
+        yr,
+    ),
+    "random-forest": (
+        RandomForestClassifier(random_state=0),
+        {"max_depth": [1, 2, 3, 5, 8], "min_samples_leaf": [1, 4]},
+        "n_estimators",
+        Xc,
+        yc,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HALVING.values(), ids=HALVING.keys())
+def test_halving_continues_survivors_fits_with_retrained_results(case):
+    estimator, grid, resource, X, y = case
+    kwargs = dict(resource=resource, min_resources=4, max_resources=36, factor=3, cv=3)
+    theirs = HalvingGridSearchCV(estimator, grid, random_state=0, **kwargs).fit(X, y)
+    ours = RayHalvingGridSearchCV(estimator, grid, random_state=0, progress=False, **kwargs)
+    ours.fit(X, y)
+    assert ours.n_iterations_ == theirs.n_iterations_ >= 3
+    assert ours.n_resources_ == theirs.n_resources_
+    assert_cv_results_equal(ours.cv_results_, theirs.cv_results_)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    # every fit after the first iteration trained on from the previous iteration's state
+    later = ours.tasks_[ours.tasks_["iter"] > 0]
+    previous = {r: ours.n_resources_[i - 1] for i, r in enumerate(ours.n_resources_) if i}
+    assert (later["continued_from"] == later["n_resources"].map(previous)).all()
+    assert ours.tasks_[ours.tasks_["iter"] == 0]["continued_from"].isna().all()
