@@ -255,3 +255,35 @@ def test_tracking_option_is_validated():
         RayGridSearchCV(SlowRidge(), {"alpha": [1.0]}, tracking="mlflow").fit(X, y)
     with pytest.raises(TypeError, match="tracking must be"):
         RayGridSearchCV(SlowRidge(), {"alpha": [1.0]}, tracking=["mlflow"]).fit(X, y)
+
+
+def test_spec_tracking_table_builds_the_trackers(tmp_path, monkeypatch):
+    from raygrid.spec import SpecError, parse_spec
+
+    monkeypatch.chdir(tmp_path)
+    doc = {
+        "estimator": {"class": "sklearn.linear_model.Ridge"},
+        "search": {"param_grid": {"alpha": [0.1, 1.0]}, "cv": 3},
+        "data": {"generator": "make_regression", "args": {"n_samples": 30}},
+        "tracking": {
+            "uri": "http://127.0.0.1:5000",
+            "experiment": "seed",
+            "run_name": "nightly",
+            "tags": {"team": "vision"},
+            "tensorboard_dir": "runs",
+        },
+    }
+    search = parse_spec(doc).build_search()
+    assert search.tracking == [
+        MLflowTracker("http://127.0.0.1:5000", "seed", "nightly", {"team": "vision"}),
+        TensorBoardTracker(str(tmp_path / "runs")),
+    ]
+    doc["tracking"] = {"uri": 5, "tags": {"team": 1}, "exp": "x"}
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    text = str(info.value)
+    assert (
+        "[tracking].uri" in text
+        and "[tracking].tags" in text
+        and "[tracking].exp: unknown key" in text
+    )

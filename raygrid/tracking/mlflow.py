@@ -342,9 +342,8 @@ def _write_figures(results_dir: str, figures_dir: str) -> None:
 
 def _save_model(estimator: Any, path: str) -> None:
     """``estimator`` as an MLflow sklearn model (requirements pinned, not inferred)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import logging
+    from importlib.metadata import PackageNotFoundError, version
 
     import mlflow.sklearn
 
