@@ -8,7 +8,7 @@ overhead. Wall time is the whole ``fit``, including the wait for the tracker to 
 
 Estimators: ``seed`` is the seed script's own Keras wrapper (a fit ≈ 1 s), ``keras`` is
 ``raygrid.keras.KerasClassifier`` (a warm fit ≈ 13 ms, so the fixed cost of logging at
-the end of a search shows). One untimed warm-up fit without tracking comes first.
+the end of a search shows). One untimed warm-up fit without tracking comes first (``--warmup 0`` skips it).
 
 A benchmark, not a test: ``python benchmarks/tracking_overhead.py --estimator seed``.
 """
@@ -42,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--estimator", choices=["seed", "keras"], default="seed")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed fits first (0 or 1)")
     parser.add_argument("--json", help="also write the measurements to this file")
     args = parser.parse_args()
 
@@ -87,7 +88,8 @@ def _measure(args: argparse.Namespace, X, y, uri: str) -> dict[str, list[float]]
             raise RuntimeError("the tracked run did not log to MLflow")
         return wall
 
-    run("off")  # warm-up: worker start-up and TensorFlow imports
+    if args.warmup:
+        run("off")  # warm-up: worker start-up and TensorFlow imports
     walls: dict[str, list[float]] = {"off": [], "on": []}
     for repeat in range(args.repeats):
         for mode in ("off", "on"):
