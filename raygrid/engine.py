@@ -53,6 +53,7 @@ from raygrid import results as results_tables
 from raygrid.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.collect import Collector, raise_from_worker, show_warnings
 from raygrid.record import FitRecord
+from raygrid.tracking import SearchStart, Tracker, TrackingSession
 from raygrid.worker import SearchData, WaveData
 
 # raygrid's own options, shared by every search class: their defaults (used when a
@@ -66,6 +67,7 @@ RAY_OPTION_DEFAULTS: dict[str, Any] = {
     "max_consecutive_failures": None,
     "progress": "auto",
     "share_prefixes": True,
+    "tracking": None,
 }
 RAY_OPTION_CONSTRAINTS: dict[str, list] = {
     "num_cpus_per_task": [Interval(Real, 0, None, closed="neither")],
@@ -76,6 +78,7 @@ RAY_OPTION_CONSTRAINTS: dict[str, list] = {
     "max_consecutive_failures": [Interval(Integral, 1, None, closed="left"), None],
     "progress": ["boolean", StrOptions({"auto"})],
     "share_prefixes": ["boolean"],
+    "tracking": [Tracker, list, None],
 }
 
 
@@ -123,6 +126,12 @@ class RaySearchMixin(BaseSearchCV):
         are trained once, to the largest value, and scored at each smaller one on the
         way: the same ``cv_results_`` bit for bit, for the training cost of the largest
         fits alone. Only where that equivalence is exact; ``False`` fits each alone.
+    tracking : Tracker or list of Tracker, default=None
+        Experiment trackers the search is logged to as fits finish, from the driver
+        (:class:`~raygrid.tracking.MLflowTracker`,
+        :class:`~raygrid.tracking.TensorBoardTracker`); where each logged it is in the
+        fitted ``tracking_``. A tracker that fails costs one
+        :class:`~raygrid.tracking.TrackingWarning`, never the search's results.
 
     Examples
     --------
@@ -208,7 +217,8 @@ class RaySearchMixin(BaseSearchCV):
         slot = execute.SlotSpec(num_cpus, num_gpus)
         capacity = execute.count_slots(slot.num_cpus, slot.num_gpus)
         n_slots = validate.resolve_n_slots(self.n_jobs, capacity)
-        with _SearchRun(self, slot, n_slots, data, routed) as run:
+        tracking = TrackingSession.from_option(self._ray_option("tracking"))
+        with _SearchRun(self, slot, n_slots, data, routed, tracking) as run:
             # 3. The subclass decides which candidates to evaluate, in waves.
             if "callback_ctx" in signature(self._run_search).parameters:
                 self._run_search(run.evaluate_candidates, callback_ctx=root_ctx)
@@ -236,6 +246,8 @@ class RaySearchMixin(BaseSearchCV):
         self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
         self.cv_results_ = results
         self.tasks_ = run.tasks_frame()
+        if tracking is not None:
+            self.tracking_ = tracking.end(self)
         root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
@@ -301,7 +313,7 @@ class _SearchRun:
     has passed its checks; leaving the ``with`` block releases the pool.
     """
 
-    def __init__(self, search, slot, n_slots, data, routed) -> None:
+    def __init__(self, search, slot, n_slots, data, routed, tracking=None) -> None:
         self.search = search
         self.slot = slot
         self.pool: execute.WorkerPool | None = None
@@ -326,13 +338,28 @@ class _SearchRun:
         self.token = uuid.uuid4().hex
         _searches_in_fit[self.token] = search
         self.journal = self._open_journal()
+        self.tracking: TrackingSession | None = tracking
+        if tracking is not None:
+            directory = search._ray_option("results_dir")
+            tracking.start(
+                SearchStart(
+                    search,
+                    data.X,
+                    data.y,
+                    n_slots,
+                    getattr(self, "search_key", None),
+                    None if directory is None else os.path.abspath(directory),
+                )
+            )
 
     def __enter__(self) -> _SearchRun:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         if self.pool is not None:
             self.pool.release()
+        if exc is not None and self.tracking is not None:
+            self.tracking.abort(exc)
 
     def _start(self) -> None:
         if self.pool is None:
@@ -403,6 +430,14 @@ class _SearchRun:
             search._ray_option("max_consecutive_failures"),
         )
         to_run = collect.resume_from_journal()
+        on_records = collect
+        if self.tracking is not None:
+            self.tracking.fits(tasks, [r for r in collect.records if r is not None])
+
+            def on_records(batch: list[FitRecord]) -> None:
+                collect(batch)
+                self.tracking.fits(tasks, batch)
+
         collect.show_progress(search._ray_option("progress"))
         units = self._units(to_run)
         n_slots = max(1, min(self.n_slots, len(units)))
@@ -417,7 +452,7 @@ class _SearchRun:
                 plan.submission_order(units),
                 max_in_flight=max_in_flight,
                 max_retries=search._ray_option("max_retries"),
-                on_records=collect,
+                on_records=on_records,
             )
         finally:
             collect.close()

@@ -42,7 +42,7 @@ error_score, return_train_score
         running at once (``None`` or ``-1``: as many as the cluster's resources allow);
         ``verbose`` lines are printed by the driver as fits finish.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes
+max_consecutive_failures, progress, share_prefixes, tracking
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -56,6 +56,9 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         One row per (candidate, split) fit: scores, times, where it ran (node, GPU ids,
         pid, worker memory), attempts, errors and the estimator's fitted facts
         (``n_iter``, ``best_epoch``, ...); see :func:`raygrid.results.tasks_frame`.
+    tracking_ : dict
+        Set when ``tracking`` names trackers: where each logged the search, by tracker
+        name (``"mlflow"``: run and experiment ids; ``"tensorboard"``: the log directory).
 
     See Also
     --------
@@ -98,6 +101,7 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         max_consecutive_failures=None,
         progress="auto",
         share_prefixes=True,
+        tracking=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -119,6 +123,7 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
         self.share_prefixes = share_prefixes
+        self.tracking = tracking
 
 
 class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
@@ -134,7 +139,7 @@ class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
 pre_dispatch, random_state, error_score, return_train_score
         As for :class:`~sklearn.model_selection.RandomizedSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes
+max_consecutive_failures, progress, share_prefixes, tracking
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -189,6 +194,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         max_consecutive_failures=None,
         progress="auto",
         share_prefixes=True,
+        tracking=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -212,6 +218,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
         self.share_prefixes = share_prefixes
+        self.tracking = tracking
 
 
 class RayHalvingGridSearchCV(HalvingGridSearchCV, RaySearchMixin):
@@ -229,7 +236,7 @@ aggressive_elimination, cv, scoring, refit, error_score, return_train_score, \
 random_state, n_jobs, verbose
         As for :class:`~sklearn.model_selection.HalvingGridSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes
+max_consecutive_failures, progress, share_prefixes, tracking
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -289,6 +296,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         max_consecutive_failures=None,
         progress="auto",
         share_prefixes=True,
+        tracking=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -315,6 +323,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
         self.share_prefixes = share_prefixes
+        self.tracking = tracking
 
 
 class RayHalvingRandomSearchCV(HalvingRandomSearchCV, RaySearchMixin):
@@ -331,7 +340,7 @@ min_resources, aggressive_elimination, cv, scoring, refit, error_score, \
 return_train_score, random_state, n_jobs, verbose
         As for :class:`~sklearn.model_selection.HalvingRandomSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes
+max_consecutive_failures, progress, share_prefixes, tracking
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -393,6 +402,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         max_consecutive_failures=None,
         progress="auto",
         share_prefixes=True,
+        tracking=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -420,3 +430,4 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
         self.share_prefixes = share_prefixes
+        self.tracking = tracking

@@ -216,3 +216,23 @@ class ChattySeedWrapper(BaseEstimator, ClassifierMixin):
 
     def predict(self, X):
         return self.classes_[np.argmax(self.model_.predict(X, verbose=0), axis=1)]
+
+
+class RaiseOnceRidge(Ridge):
+    """Ridge whose first fit of candidate ``alpha == raise_alpha`` raises ValueError.
+
+    ``marker`` (a file path) records that it happened, so a rerun fits normally: an
+    interrupted search that can be resumed.
+    """
+
+    def __init__(self, alpha=1.0, raise_alpha=None, marker=None):
+        super().__init__(alpha=alpha)
+        self.raise_alpha = raise_alpha
+        self.marker = marker
+
+    def fit(self, X, y, **kwargs):
+        if self.alpha == self.raise_alpha and not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            raise ValueError("RaiseOnceRidge: the planned failure")
+        return super().fit(X, y, **kwargs)
