@@ -255,3 +255,44 @@ def test_thread_count_from_env(monkeypatch, value, expected):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", value)
     assert runtime.thread_count_from_env() == expected
+
+
+def build_user_with_rate(learning_rate, n_features_in_=None, n_classes_=None):
+    model = build_user(6, n_features_in_, n_classes_)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
+    )
+    return model
+
+
+def test_one_trace_per_architecture_over_a_seed_like_grid():
+    """Batch sizes × learning rates × epochs × fold sizes, fits, prefix fits and
+    predictions: every compiled function of an architecture is traced once."""
+    training.clear_cache()
+    architectures = {
+        "default-8": dict(units=8),
+        "default-16-dropout": dict(units=16, dropout_rate=0.2),
+        "user": dict(model=build_user_with_rate),
+    }
+    for params in architectures.values():
+        for lr in (0.001, 0.01, 0.05):
+            for batch_size in (16, 32, 64):
+                for rows in (100, 101, 120):
+                    est = KerasClassifier(
+                        learning_rate=lr, batch_size=batch_size, epochs=3, random_state=0, **params
+                    )
+                    est.fit(X[:rows], y[:rows]).predict_proba(X)
+                    assert est.fit_path_ == "fast"
+                for _ in est.prefix_fit(X, y, values=[1, 2, 4]):
+                    est.predict(X[:7])
+    counts = training.trace_counts()
+    assert len(counts) == len(architectures)
+    for per_kind in counts.values():
+        assert per_kind == {
+            "assign": 1,
+            "fit_loop": 1,
+            "train_step": 1,
+            "test_step": 0,
+            "forward": 1,
+            "read": 1,
+        }

@@ -200,6 +200,9 @@ class _Entry:
         self.model = model
         self.lock = threading.RLock()
         self.fit_loops: dict[tuple, Callable] = {}
+        self.fit_calls: dict[tuple, Callable] = {}
+        # Every tf.function traced for this model, by kind, for trace_counts().
+        self.functions: list[tuple[str, Any]] = []
         self.forward: Callable | None = None
         self.fast_failed = False
         self.loaded_token: str | None = None
@@ -215,7 +218,11 @@ class _Entry:
             None,
         )
         self.targets = list(model.variables) + list(optimizer.variables)
+        positions = {id(v): i for i, v in enumerate(self.targets)}
+        # Where each of model.weights (get_weights' order) sits among the targets.
+        self.weight_positions = [positions[id(w)] for w in model.weights]
         self.assign_all: Callable | None = None
+        self.read_all: Callable | None = None
 
     def reset(self, values: list[np.ndarray], learning_rate: float | None) -> None:
         """Put the model and its optimizer back in their just-built state."""
@@ -225,9 +232,19 @@ class _Entry:
                 learning_rate, dtype=optimizer_values[self.lr_index].dtype
             )
         if self.assign_all is None:
-            self.assign_all = _make_assign_all(self.targets)
+            function = _make_assign_all(self.targets)
+            self.functions.append(("assign", function))
+            self.assign_all = function.get_concrete_function()
         self.assign_all(*values, *optimizer_values)
         self.loaded_token = None
+
+    def read(self) -> list[np.ndarray]:
+        """The values of every variable of the model and its optimizer, in one call."""
+        if self.read_all is None:
+            function = _make_read_all(self.targets)
+            self.functions.append(("read", function))
+            self.read_all = function.get_concrete_function()
+        return [value.numpy() for value in self.read_all()]
 
 
 def _make_assign_all(variables: list[Any]) -> Callable:
@@ -242,6 +259,17 @@ def _make_assign_all(variables: list[Any]) -> Callable:
             variable.assign(value)
 
     return assign_all
+
+
+def _make_read_all(variables: list[Any]) -> Callable:
+    """One compiled call that reads every variable (instead of one eager read each)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[], autograph=False)
+    def read_all():
+        return [tf.identity(variable.value) for variable in variables]
+
+    return read_all
 
 
 _cache: OrderedDict[str, _Entry] = OrderedDict()
@@ -260,6 +288,28 @@ def cached_keys() -> list[str]:
     """Keys of the cached compiled models, least recently used first."""
     with _cache_lock:
         return list(_cache)
+
+
+def trace_counts() -> dict[str, dict[str, int]]:
+    """How many times each cached model's compiled functions were traced.
+
+    Returns
+    -------
+    dict
+        ``{cache key: {kind: traces}}``, kinds being ``"fit_loop"``, ``"train_step"``,
+        ``"test_step"``, ``"forward"`` and ``"assign"`` (summed over the entry's
+        functions of that kind: one fit loop per input signature and stopping kind).
+    """
+    with _cache_lock:
+        entries = list(_cache.items())
+    counts: dict[str, dict[str, int]] = {}
+    for key, entry in entries:
+        per_kind: dict[str, int] = {}
+        for kind, function in list(entry.functions):
+            traced = function.experimental_get_tracing_count()
+            per_kind[kind] = per_kind.get(kind, 0) + traced
+        counts[key] = per_kind
+    return counts
 
 
 def clear_cache() -> None:
@@ -413,6 +463,9 @@ class TrainingSession:
     def __enter__(self) -> TrainingSession:
         self._entry.lock.acquire()
         self._entry.reset(self._initial, self._learning_rate)
+        # Lets fit_prefixes, right after this block, skip resetting a model nobody used.
+        self._fresh_token = uuid.uuid4().hex
+        self._entry.loaded_token = self._fresh_token
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -461,6 +514,7 @@ class TrainingSession:
                 )
                 entry.fast_failed = True
                 entry.fit_loops.clear()
+                entry.fit_calls.clear()
                 entry.reset(self._initial, self._learning_rate)
                 trained = _fit_keras(entry.model, x, y, sw, options, seed)
                 path = "keras"
@@ -479,6 +533,91 @@ class TrainingSession:
             key=self.key,
             token=token,
         )
+
+    def fit_prefixes(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None,
+        options: FitOptions,
+        seed: int,
+        stops: list[int],
+    ) -> Iterator[FitResult]:
+        """Train once in the compiled loop, yielding what a fit to each of ``stops`` leaves.
+
+        Epochs ``[0, stops[0])`` run, then ``[stops[0], stops[1])`` and so on, with the
+        weights, the optimizer's state and the per-epoch shuffling carried over, so each
+        result is the one ``fit`` with ``epochs=stop`` would give. Call it outside
+        ``with session``: each segment takes the model's lock itself, and between
+        segments, if another fit or prediction used the model, the model and optimizer
+        are put back where this training left them.
+
+        Parameters
+        ----------
+        x, y, sample_weight, seed
+            As for :meth:`fit`.
+        options : FitOptions
+            Must take the fast path with ``monitor=None``; ``options.epochs`` is unused.
+        stops : list of int
+            Ascending epoch counts.
+
+        Yields
+        ------
+        FitResult
+
+        Raises
+        ------
+        FastPathUnavailable
+            When the options or the architecture cannot use the compiled loop (before
+            the first result) or the loop fails; the model's state is then undefined.
+        """
+        entry = self._entry
+        if not options.wants_fast_path() or options.monitor is not None or entry.fast_failed:
+            raise FastPathUnavailable("these options cannot train in compiled segments")
+        sw = np.ones(len(x), np.float32) if sample_weight is None else sample_weight
+        sw = np.asarray(sw, dtype=np.float32)
+        losses: list[float] = []
+        done, token, saved = 0, None, None
+        for stop in stops:
+            with entry.lock:
+                if token is None:
+                    if entry.loaded_token != getattr(self, "_fresh_token", None):
+                        entry.reset(self._initial, self._learning_rate)
+                elif entry.loaded_token != token:
+                    entry.assign_all(*saved)
+                try:
+                    trained = _fit_fast(entry, x, y, sw, options, seed, start=done, stop=stop)
+                except Exception as exc:  # noqa: BLE001 - reported as unavailable
+                    logger.warning(
+                        "raygrid.keras: fast training loop failed (%s: %s); using model.fit "
+                        "for this architecture from now on",
+                        type(exc).__name__,
+                        exc,
+                    )
+                    entry.fast_failed = True
+                    entry.fit_loops.clear()
+                    entry.fit_calls.clear()
+                    raise FastPathUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                losses.extend(trained.history["loss"])
+                saved = entry.read()
+                token = uuid.uuid4().hex
+                entry.loaded_token = token
+            weights = [saved[i] for i in entry.weight_positions]
+            done = max(done, stop)
+            yield FitResult(
+                weights=weights,
+                history={"loss": list(losses)},
+                path="fast",
+                n_iter=len(losses),
+                best_epoch=None,
+                stopped=False,
+                key=self.key,
+                token=token,
+            )
+
+
+class FastPathUnavailable(RuntimeError):
+    """The compiled loop cannot (or failed to) train this model in segments."""
 
 
 def acquire(
@@ -574,7 +713,7 @@ def _spec(array: np.ndarray) -> Any:
 
 def _make_fit_loop(
     model: Any, x_spec: Any, y_spec: Any, *, validated: bool, restore: bool
-) -> Callable:
+) -> tuple[Callable, dict[str, Callable]]:
     """Trace-once training loop for one model, input/target signature and stopping kind.
 
     The loop also decides when to stop, with the rule of Keras' ``EarlyStopping`` (mode
@@ -631,8 +770,10 @@ def _make_fit_loop(
     def snapshot():
         return tuple(tf.identity(w.value) for w in weights) if restore else ()
 
-    def loop(x, y, sw, validation, epochs, batch_size, seed, shuffle, watch, tol, patience):
+    def loop(x, y, sw, validation, start, epochs, batch_size, seed, shuffle, watch, tol, patience):
         n = tf.shape(x)[0]
+        # Epochs [start, epochs) are run; curves are indexed from start.
+        size = tf.maximum(epochs - start, 0)
 
         def run_epoch(epoch, losses, val_losses, best, wait, best_epoch, stop, kept):
             order = _epoch_order(n, seed, epoch, shuffle)
@@ -641,7 +782,7 @@ def _make_fit_loop(
                 x_val, y_val, sw_val = validation
                 val_order = tf.range(tf.shape(x_val)[0])
                 current = batch_mean(test_step, x_val, y_val, sw_val, val_order, batch_size)
-                val_losses = val_losses.write(epoch, current)
+                val_losses = val_losses.write(epoch - start, current)
             else:
                 current = loss
             lowered = tf.cast(tf.cast(current, tf.float64) + tol, tf.float32)
@@ -657,7 +798,7 @@ def _make_fit_loop(
                 kept = tf.cond(improved, snapshot, lambda: kept)
             return (
                 epoch + 1,
-                losses.write(epoch, loss),
+                losses.write(epoch - start, loss),
                 val_losses,
                 best,
                 wait,
@@ -670,9 +811,9 @@ def _make_fit_loop(
             lambda epoch, *state: tf.logical_and(epoch < epochs, tf.logical_not(state[5])),
             run_epoch,
             (
-                tf.constant(0),
-                tf.TensorArray(tf.float32, size=epochs),
-                tf.TensorArray(tf.float32, size=epochs if validated else 0),
+                start,
+                tf.TensorArray(tf.float32, size=size),
+                tf.TensorArray(tf.float32, size=size if validated else 0),
                 tf.constant(float("inf")),
                 tf.constant(0),
                 tf.constant(-1),
@@ -688,11 +829,13 @@ def _make_fit_loop(
                 return tf.constant(True)
 
             tf.cond(run > 0, put_back, lambda: tf.constant(False))
-        val_curve = val_losses.stack()[:run] if validated else tf.zeros((0,), tf.float32)
-        return losses.stack()[:run], val_curve, best_epoch, stop
+        done = tf.maximum(run - start, 0)
+        val_curve = val_losses.stack()[:done] if validated else tf.zeros((0,), tf.float32)
+        return losses.stack()[:done], val_curve, best_epoch, stop
 
     scalars = [
-        tf.TensorSpec((), tf.int32),  # epochs
+        tf.TensorSpec((), tf.int32),  # start: first epoch to run
+        tf.TensorSpec((), tf.int32),  # epochs: run up to this epoch
         tf.TensorSpec((), tf.int32),  # batch_size
         tf.TensorSpec((), tf.int64),  # seed
         tf.TensorSpec((), tf.bool),  # shuffle
@@ -715,7 +858,27 @@ def _make_fit_loop(
         def fit_loop(x, y, sw, *args):
             return loop(x, y, sw, None, *args)
 
-    return fit_loop
+    return fit_loop, {"train_step": train_step, "test_step": test_step}
+
+
+def _fit_loop_for(
+    entry: _Entry, x: np.ndarray, y: np.ndarray, *, validated: bool, restore: bool
+) -> Callable:
+    """The entry's compiled loop for these input/target signatures, traced on first use.
+
+    Returned as the traced concrete function: calling it skips ``tf.function``'s argument
+    binding, about 1 ms of a call that trains a small network in a few.
+    """
+    signature = (x.shape[1:], x.dtype.str, y.shape[1:], y.dtype.str, validated, restore)
+    call = entry.fit_calls.get(signature)
+    if call is None:
+        loop, steps = _make_fit_loop(
+            entry.model, _spec(x), _spec(y), validated=validated, restore=restore
+        )
+        entry.fit_loops[signature] = loop
+        entry.functions.extend([("fit_loop", loop), *steps.items()])
+        call = entry.fit_calls[signature] = loop.get_concrete_function()
+    return call
 
 
 def _fit_fast(
@@ -725,23 +888,29 @@ def _fit_fast(
     sw: np.ndarray,
     options: FitOptions,
     seed: int,
+    start: int = 0,
+    stop: int | None = None,
 ) -> _Trained:
+    """Run epochs ``[start, stop)`` (default: all of ``options.epochs``) in the compiled loop.
+
+    A segment starting after 0 continues from the model's and optimizer's current state;
+    the shuffling of each epoch depends on ``(seed, epoch)`` only, so consecutive
+    segments run exactly the epochs one call would run. Only for ``monitor=None``.
+    """
+    stop = options.epochs if stop is None else stop
+    if start and options.monitor is not None:
+        raise ValueError("Training in segments needs monitor=None.")
     validated = options.monitor == "val_loss"
     restore = bool(options.restore_best)
-    signature = (x.shape[1:], x.dtype.str, y.shape[1:], y.dtype.str, validated, restore)
-    loop = entry.fit_loops.get(signature)
-    if loop is None:
-        loop = _make_fit_loop(
-            entry.model, _spec(x), _spec(y), validated=validated, restore=restore
-        )
-        entry.fit_loops[signature] = loop
+    loop = _fit_loop_for(entry, x, y, validated=validated, restore=restore)
     validation = list(options.stop_validation) if validated else []
     losses, val_losses, best_epoch, stopped = loop(
         x,
         y,
         sw,
         *validation,
-        np.int32(options.epochs),
+        np.int32(start),
+        np.int32(stop),
         np.int32(options.batch_size),
         np.int64(seed),
         np.bool_(options.shuffle),
@@ -896,6 +1065,7 @@ def predict(
                 input_signature=[_spec(x)],
                 autograph=False,
             )
+            entry.functions.append(("forward", entry.forward))
         outputs = [
             entry.forward(x[start : start + PREDICT_CHUNK]).numpy()
             for start in range(0, len(x), PREDICT_CHUNK)

@@ -21,6 +21,8 @@ import copy
 import inspect
 import numbers
 import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,34 @@ _FIT_OPTIONS = ("epochs", "batch_size", "shuffle", "verbose", "callbacks", "vali
 _OWNED_FIT_ARGS = frozenset({"x", "y", "sample_weight", "steps_per_epoch", "validation_steps"})
 # Fitted attributes that only some fits set: dropped at the start of every fit.
 _OPTIONAL_FITTED = ("validation_loss_curve_", "validation_indices_")
+# fit__ parameters that leave a fit on the compiled loop and its epochs independent.
+_PREFIX_SAFE_FIT_ARGS = frozenset({"batch_size", "shuffle"})
+
+
+@dataclass
+class _FitPlan:
+    """Everything a fit decided before training: data, options, recipe, seed, model."""
+
+    X: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+    options: training.FitOptions
+    extras: dict[str, Any]
+    recipe: NetworkRecipe
+    seed: int
+    session: training.TrainingSession
+
+
+def _check_stops(values: Sequence[int]) -> list[int]:
+    """``values`` of a prefix fit as a list, checked: non-negative ints, ascending, unique."""
+    stops = [to_python(v) for v in values]
+    if not stops or any(
+        not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0 for v in stops
+    ):
+        raise ValueError(f"values must be non-negative integers, got {list(values)!r}.")
+    if any(b <= a for a, b in zip(stops, stops[1:], strict=False)):
+        raise ValueError(f"values must be ascending without duplicates, got {stops!r}.")
+    return [int(v) for v in stops]
 
 
 def to_python(value: Any) -> Any:
@@ -338,6 +368,22 @@ class _BaseKerasEstimator(BaseEstimator):
         fit_params: dict[str, Any],
     ) -> None:
         """Build (or reuse) the network, train it and record the fitted state."""
+        plan = self._plan_fit(X, y, sample_weight, meta, head, fit_params)
+        with plan.session as session:
+            X, y_encoded, sample_weight = self._encode_for(plan, session)
+            result = session.fit(X, y_encoded, sample_weight, plan.options, plan.seed)
+        self._record_fit(plan, result)
+
+    def _plan_fit(
+        self,
+        X: np.ndarray,
+        y: Any,
+        sample_weight: np.ndarray | None,
+        meta: dict[str, Any],
+        head: dict[str, Any],
+        fit_params: dict[str, Any],
+    ) -> _FitPlan:
+        """Validate the parameters and get a compiled model: everything before training."""
         self._check_extra_params()
         params = to_python(self.get_params(deep=False))
         options, extras = self._fit_options(params, fit_params)
@@ -357,17 +403,33 @@ class _BaseKerasEstimator(BaseEstimator):
         )
         for name in _OPTIONAL_FITTED:
             self.__dict__.pop(name, None)
-        with session:
-            self._set_output_format(session.model, x_sample)
-            y_encoded = self._encode_y(y)
-            if extras["validation_data"] is not None:
-                options.validation_data = self._encode_validation(extras["validation_data"])
-            if options.monitor == "val_loss":
-                X, y_encoded, sample_weight = self._hold_out(
-                    X, y, y_encoded, sample_weight, extras["validation_fraction"], seed, options
-                )
-            result = session.fit(X, y_encoded, sample_weight, options, seed)
-        self._recipe = recipe
+        return _FitPlan(X, y, sample_weight, options, extras, recipe, seed, session)
+
+    def _encode_for(
+        self, plan: _FitPlan, session: training.TrainingSession
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Targets encoded for the model's loss; the early-stopping part held out."""
+        self._set_output_format(session.model, plan.X[:1])
+        y_encoded = self._encode_y(plan.y)
+        options, extras = plan.options, plan.extras
+        if extras["validation_data"] is not None:
+            options.validation_data = self._encode_validation(extras["validation_data"])
+        if options.monitor == "val_loss":
+            return self._hold_out(
+                plan.X,
+                plan.y,
+                y_encoded,
+                plan.sample_weight,
+                extras["validation_fraction"],
+                plan.seed,
+                options,
+            )
+        return plan.X, y_encoded, plan.sample_weight
+
+    def _record_fit(self, plan: _FitPlan, result: training.FitResult) -> None:
+        """Set the fitted attributes from a training result."""
+        options = plan.options
+        self._recipe = plan.recipe
         self._weights = result.weights
         self._model_key = result.key
         self._weights_token = result.token
@@ -381,7 +443,7 @@ class _BaseKerasEstimator(BaseEstimator):
             self.validation_loss_curve_ = list(result.history["val_loss"])
         if (
             options.monitor is not None
-            and extras["max_iter_reached_warns"]
+            and plan.extras["max_iter_reached_warns"]
             and not result.stopped
             and result.n_iter == options.epochs
         ):
@@ -391,7 +453,7 @@ class _BaseKerasEstimator(BaseEstimator):
                 f"{watched} loss was still improving by more than tol={options.tol} within "
                 f"n_iter_no_change={options.patience} epochs; consider a larger max_iter.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _hold_out(
@@ -466,7 +528,120 @@ class _BaseKerasEstimator(BaseEstimator):
             self.__dict__["_model_view"] = model
         return model
 
+    # -- prefix fits: one training run scored at several epoch counts -------------
+
+    def prefix_fit_param(self) -> str | None:
+        """The parameter along which fits share their prefix: ``"epochs"``, or None.
+
+        ``"epochs"`` when, as configured, a fit to more epochs passes bit for bit through
+        the state a fit to fewer epochs ends in: an explicit integer ``epochs`` trained
+        by the compiled loop (``fast_path``, no callbacks, ``validation_split``,
+        ``verbose`` or ``fit__`` arguments other than ``batch_size``/``shuffle``), no
+        ``early_stopping`` (its held-out loss decides the end), an integer
+        ``random_state`` (an unseeded fit is not reproducible to begin with), and a
+        ``model`` callable, if any, that does not take ``epochs`` (it could size a
+        learning-rate schedule from it). A schedule that is a fixed function of the step
+        counter is fine: steps carry over. None otherwise.
+
+        Returns
+        -------
+        str or None
+        """
+        params = to_python(self.get_params(deep=False))
+        epochs = params.get("epochs")
+        random_state = params.get("random_state")
+        fit_args = set(self._routed(params, "fit__"))
+        plain = (
+            isinstance(epochs, numbers.Integral)
+            and not isinstance(epochs, bool)
+            and isinstance(random_state, numbers.Integral)
+            and not isinstance(random_state, bool)
+            and params.get("fast_path", True)
+            and not params.get("early_stopping", False)
+            and not params.get("callbacks")
+            and not params.get("verbose")
+            and not params.get("validation_split")
+            and fit_args <= _PREFIX_SAFE_FIT_ARGS
+        )
+        if not plain:
+            return None
+        builder = params.get("model")
+        if builder is not None:
+            try:
+                if "epochs" in inspect.signature(builder).parameters:
+                    return None
+            except (TypeError, ValueError):
+                return None
+        return "epochs"
+
+    def prefix_fit(
+        self, X: Any, y: Any = None, *, values: Sequence[int], **fit_params: Any
+    ) -> Iterator[int]:
+        """Train once to ``max(values)`` epochs and stop at each value on the way.
+
+        A generator: each ``next`` trains up to the next value of ``values`` and yields
+        it, with ``self`` then fitted exactly as ``clone(self).set_params(epochs=v)
+        .fit(X, y, **fit_params)`` would be (same predictions, bit for bit, and same
+        ``n_iter_``, ``loss_curve_``, ``history_``; ``self.epochs`` is set to ``v``).
+        Score ``self`` between yields; do not keep references to its fitted state.
+        When :meth:`prefix_fit_param` is None, or ``fit_params`` leave the compiled loop
+        (``callbacks``, ``epochs``, ``validation_data``, ...), each value is fitted
+        independently instead: same results, no time saved.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        values : sequence of int
+            Epoch counts, ascending, without duplicates.
+        **fit_params
+            As for :meth:`fit` (``sample_weight`` included).
+
+        Yields
+        ------
+        int
+            The epoch count ``self`` is now fitted to.
+        """
+        stops = _check_stops(values)
+        sample_weight = fit_params.pop("sample_weight", None)
+        plan = None
+        if self.prefix_fit_param() == "epochs" and "epochs" not in fit_params:
+            configure_tensorflow()
+            self.set_params(epochs=stops[-1])
+            X_valid, y_target, meta, head = self._fit_inputs(X, y)
+            plan = self._plan_fit(X_valid, y_target, sample_weight, meta, head, fit_params)
+            if not plan.options.wants_fast_path() or plan.options.monitor is not None:
+                plan = None
+        done = 0
+        if plan is not None:
+            with plan.session as session:
+                X_enc, y_enc, weights = self._encode_for(plan, session)
+            segments = plan.session.fit_prefixes(
+                X_enc, y_enc, weights, plan.options, plan.seed, stops
+            )
+            try:
+                for stop, result in zip(stops, segments, strict=True):
+                    self.set_params(epochs=stop)
+                    self._record_fit(plan, result)
+                    done += 1
+                    yield stop
+            except training.FastPathUnavailable:
+                pass  # the remaining values are fitted independently below
+        for stop in stops[done:]:
+            self.set_params(epochs=stop)
+            self.fit(X, y, sample_weight=sample_weight, **fit_params)
+            yield stop
+
     # -- hooks for the subclasses -------------------------------------------------
+
+    def _fit_inputs(
+        self, X: Any, y: Any
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
+        """Validate ``X`` and ``y``, set the data-dependent fitted attributes.
+
+        Returns ``(X, y as the wrapper encodes it, meta, output head)``.
+        """
+        raise NotImplementedError
 
     def _set_output_format(self, model: Any, x_sample: np.ndarray) -> None:
         raise NotImplementedError
@@ -688,6 +863,13 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         self
         """
         configure_tensorflow()
+        X, y_index, meta, head = self._fit_inputs(X, y)
+        self._fit_network(X, y_index, sample_weight, meta, head, fit_params)
+        return self
+
+    def _fit_inputs(
+        self, X: Any, y: Any
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
         X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True)
         X = np.ascontiguousarray(X, dtype=np.float32)
         check_classification_targets(y)
@@ -712,8 +894,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
             if binary_head
             else {"n_outputs": self.n_classes_, "output_activation": "softmax"}
         )
-        self._fit_network(X, y_index, sample_weight, meta, head, fit_params)
-        return self
+        return X, y_index, meta, head
 
     def _weight_samples(
         self, sample_weight: Any, y: Any, class_weight: Any, X: np.ndarray
@@ -888,6 +1069,13 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
         self
         """
         configure_tensorflow()
+        X, y2, meta, head = self._fit_inputs(X, y)
+        self._fit_network(X, y2, sample_weight, meta, head, fit_params)
+        return self
+
+    def _fit_inputs(
+        self, X: Any, y: Any
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
         X, y = validate_data(
             self, X, y, dtype=np.float32, allow_nd=True, multi_output=True, y_numeric=True
         )
@@ -903,8 +1091,7 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
             "target_type_": type_of_target(y),
         }
         head = {"n_outputs": self.n_outputs_, "output_activation": "linear"}
-        self._fit_network(X, y2, sample_weight, meta, head, fit_params)
-        return self
+        return X, y2, meta, head
 
     def _set_output_format(self, model: Any, x_sample: np.ndarray) -> None:
         width = output_width(model, x_sample)

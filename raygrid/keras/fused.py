@@ -1,0 +1,352 @@
+"""Fused training: many small default networks of one architecture trained as one stack.
+
+A grid over a small network spends its time on per-step dispatch, not arithmetic (a
+20→128→3 network on 267 rows is microseconds of work per step). :func:`fit_fused` trains
+a group of fits that share an architecture and a batch size -- different folds,
+learning rates, dropout rates, seeds and epoch counts -- in one compiled loop over a
+stacked array of models: every weight gets a leading model axis, dense layers become
+batched matrix products, and each model keeps its own weights, Adam/SGD state, data,
+per-epoch shuffling, learning rate, dropout rate and epoch count.
+
+What equals the unfused fit, and what does not
+    Each model starts from the very initial values its unfused fit would
+    (:func:`~raygrid.keras.network.initial_values` of its seed), sees its rows in the
+    very same order (``stateless_shuffle`` seeded by ``(seed, epoch)``, batches of
+    ``batch_size``, the last one short), minimises the same loss (cross-entropy from
+    the logits as Keras computes it, mean over the batch of the weighted per-sample
+    losses) with the same update rule (Keras' Adam or plain SGD formulas). What
+    differs is the order of floating-point operations: a batched matrix product and a
+    sum over a padded batch do not add in the order ``MatMul`` and Keras' reduction
+    do, so weights differ in the last bits after the first step, and training, being
+    chaotic at that scale, carries such differences forward (observed on the seed grid:
+    see ``benchmarks/results``). Dropout masks are drawn from each model's own stream
+    (a hash of its seed, step and unit), not from Keras' generator, so with dropout the
+    fused fit is a different random draw, not a last-bits neighbour.
+
+When a group fuses
+    :func:`fusion_key` is not None: the default network (no ``model`` callable), the
+    default loss, ``optimizer`` ``"adam"`` or ``"sgd"`` without ``optimizer__``
+    arguments, and a configuration :meth:`prefix_fit_param` calls shareable (an
+    explicit integer ``epochs``, the compiled loop's options, an integer
+    ``random_state``). Fits with equal keys may be fused.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from raygrid.keras import training
+from raygrid.keras.network import hidden_sizes
+from raygrid.keras.wrappers import _BaseKerasEstimator, to_python
+
+_FUSABLE_OPTIMIZERS = ("adam", "sgd")
+# Parameters that may differ between the models of one fused group.
+_PER_MODEL = ("learning_rate", "dropout_rate", "epochs", "random_state")
+
+
+def fusion_key(estimator: Any) -> str | None:
+    """Key of the group an estimator's fits can be fused with, or None.
+
+    Parameters
+    ----------
+    estimator : KerasClassifier or KerasRegressor
+
+    Returns
+    -------
+    str or None
+        Equal for configurations that differ only in ``learning_rate``,
+        ``dropout_rate``, ``epochs`` and ``random_state``; None when the configuration
+        cannot be fused (see the module docstring).
+    """
+    if not isinstance(estimator, _BaseKerasEstimator):
+        return None
+    params = to_python(estimator.get_params(deep=False))
+    optimizer = params.get("optimizer")
+    fusable = (
+        estimator.prefix_fit_param() == "epochs"
+        and params.get("model") is None
+        and params.get("loss") is None
+        and isinstance(optimizer, str)
+        and optimizer.lower() in _FUSABLE_OPTIMIZERS
+        and not any(k.startswith("optimizer__") for k in params)
+        and isinstance(params.get("learning_rate"), int | float)
+        and isinstance(params.get("activation"), str)
+    )
+    if not fusable:
+        return None
+    shared = {k: v for k, v in params.items() if k not in _PER_MODEL}
+    try:
+        return f"{type(estimator).__name__}:" + json.dumps(shared, sort_keys=True, default=str)
+    except TypeError:
+        return None
+
+
+def fit_fused(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    jobs: Sequence[tuple[dict[str, Any], np.ndarray]],
+    **fit_params: Any,
+) -> list[Any]:
+    """Fit ``clone(estimator).set_params(**params)`` on ``X[train]`` for every job, fused.
+
+    Parameters
+    ----------
+    estimator : KerasClassifier or KerasRegressor
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+    jobs : sequence of (dict, array of int)
+        Parameters and training rows of each fit; every configuration must have the
+        same :func:`fusion_key`.
+    **fit_params
+        ``sample_weight`` (for all of ``X``) and ``class_weight``.
+
+    Returns
+    -------
+    list
+        One fitted estimator per job, in order, usable like any fitted one
+        (``fit_path_`` is ``"fused"``).
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    sample_weight = fit_params.pop("sample_weight", None)
+    unknown = set(fit_params) - {"class_weight"}
+    if unknown:
+        raise ValueError(f"fit_fused does not take {sorted(unknown)}.")
+    fits = [clone(estimator).set_params(**params) for params, _ in jobs]
+    keys = {fusion_key(fit) for fit in fits}
+    if len(keys) != 1 or None in keys:
+        raise ValueError("fit_fused needs configurations with one common, non-None fusion_key.")
+    plans = []
+    for fit, (_, train) in zip(fits, jobs, strict=True):
+        weights = None if sample_weight is None else np.asarray(sample_weight)[train]
+        X_valid, y_target, meta, head = fit._fit_inputs(X[train], y[train])
+        plan = fit._plan_fit(X_valid, y_target, weights, meta, head, dict(fit_params))
+        fit._set_output_format(plan.session.model, X_valid[:1])
+        plans.append(plan)
+    if len({p.session.model.count_params() for p in plans}) != 1:
+        raise ValueError("fit_fused: the fits' networks differ in shape (e.g. class counts).")
+    trained = _train(fits, plans)
+    for fit, plan, (values, curve) in zip(fits, plans, trained, strict=True):
+        entry = plan.session._entry
+        fit._record_fit(
+            plan,
+            training.FitResult(
+                weights=[values[i] for i in entry.weight_positions],
+                history={"loss": curve},
+                path="fused",
+                n_iter=len(curve),
+                best_epoch=None,
+                stopped=False,
+                key=plan.session.key,
+                token=uuid.uuid4().hex,
+            ),
+        )
+    return fits
+
+
+def _train(fits: list[Any], plans: list[Any]) -> list[tuple[list[np.ndarray], list[float]]]:
+    """Stack the plans' data and initial values, train, and unstack per model."""
+    first = plans[0]
+    # Positions of the trainable variables (a dropout layer adds a non-trainable one).
+    trainable = [
+        [i for i, v in enumerate(p.session.model.variables) if v.trainable] for p in plans
+    ]
+    n = np.array([len(p.X) for p in plans], np.int32)
+    n_max = int(n.max())
+
+    def padded(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
+        out = np.zeros((len(arrays), n_max, *arrays[0].shape[1:]), dtype)
+        for i, a in enumerate(arrays):
+            out[i, : len(a)] = a
+        return out
+
+    encoded = [fit._encode_y(p.y) for fit, p in zip(fits, plans, strict=True)]
+    weights = [
+        np.ones(len(p.X), np.float32) if p.sample_weight is None else p.sample_weight
+        for p in plans
+    ]
+    data = (
+        padded([p.X for p in plans], np.float32),
+        padded(encoded, encoded[0].dtype),
+        padded(weights, np.float32),
+        n,
+    )
+    per_model = (
+        np.array([p.seed for p in plans], np.int64),
+        np.array([p.options.epochs for p in plans], np.int32),
+        np.array([p.recipe.learning_rate for p in plans], np.float32),
+        np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in plans], np.float32),
+    )
+    initial = [
+        np.stack([p.session._initial[at[j]] for p, at in zip(plans, trainable, strict=True)])
+        for j in range(len(trainable[0]))
+    ]
+    loop = _fused_loop(first, len(initial), bool(per_model[3].any()))
+    results, losses = loop(
+        *data,
+        *per_model,
+        np.int32(first.options.batch_size),
+        np.bool_(first.options.shuffle),
+        *initial,
+    )
+    losses = losses.numpy()
+    out = []
+    for m, plan in enumerate(plans):
+        values = list(plan.session._initial)
+        for position, stacked in zip(trainable[m], results, strict=True):
+            values[position] = stacked[m].numpy()
+        out.append((values, [float(v) for v in losses[: plan.options.epochs, m]]))
+    return out
+
+
+_loops: dict[str, Any] = {}
+
+
+def _fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
+    """The compiled fused loop for a plan's architecture (traced once per architecture)."""
+    key = json.dumps(
+        {
+            "task": plan.recipe.task,
+            "input_shape": list(plan.recipe.input_shape),
+            "dropout": any_dropout,
+            "hidden": hidden_sizes(
+                plan.recipe.build_kwargs["units"],
+                plan.recipe.build_kwargs["n_layers"],
+                plan.recipe.build_kwargs["hidden_layer_sizes"],
+            ),
+            "kwargs": {
+                k: v for k, v in plan.recipe.build_kwargs.items() if k not in ("dropout_rate",)
+            },
+            "optimizer": str(plan.recipe.optimizer).lower(),
+            "n_params": n_params,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    loop = _loops.get(key)
+    if loop is None:
+        loop = _loops[key] = _make_fused_loop(plan, n_params, any_dropout)
+    return loop
+
+
+def trace_counts() -> dict[str, int]:
+    """Traces of each compiled fused loop of this process, by architecture key."""
+    return {key: loop.experimental_get_tracing_count() for key, loop in _loops.items()}
+
+
+def _dropout(h: Any, rates: Any, seeds: Any, step: Any, layer: int) -> Any:
+    """Inverted dropout with each model's own stream: a hash of (seed, step, layer, unit)."""
+    import tensorflow as tf
+
+    low = tf.constant(0x7FFFFFFF, tf.int64)
+    shape = tf.shape(h, out_type=tf.int64)
+    units = tf.reshape(tf.range(shape[1] * shape[2]), (1, shape[1], shape[2]))
+    x = (
+        (seeds[:, None, None] & low) * 0x2545F491
+        + (tf.cast(step, tf.int64) & low) * 0x5BD1E995
+        + units * 0x27D4EB2F
+        + layer * 0x165667B1
+    ) & 0xFFFFFFFF
+    for shift, multiplier in ((16, 0x7FEB352D), (15, 0x046A5D35), (16, None)):
+        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, shift))
+        if multiplier is not None:
+            x = ((x & 0x7FFFFFFF) * multiplier) & 0xFFFFFFFF
+    uniform = tf.cast(x, tf.float32) / 4294967296.0
+    rate = rates[:, None, None]
+    return tf.where(uniform >= rate, h / (1.0 - rate), tf.zeros_like(h))
+
+
+def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
+    """Trace-once loop training a stack of default networks (see the module docstring)."""
+    import keras
+    import tensorflow as tf
+
+    recipe = plan.recipe
+    n_hidden = (n_params - 2) // 2
+    activation = keras.activations.get(recipe.build_kwargs["activation"])
+    classify = recipe.task == "classification"
+    adam = str(recipe.optimizer).lower() == "adam"
+    config = keras.optimizers.Adam().get_config()
+    beta_1, beta_2, epsilon = config["beta_1"], config["beta_2"], config["epsilon"]
+
+    def forward(params, x, rates, seeds, step):
+        h = tf.reshape(x, (tf.shape(x)[0], tf.shape(x)[1], -1))
+        for layer in range(n_hidden):
+            h = activation(tf.matmul(h, params[2 * layer]) + params[2 * layer + 1][:, None, :])
+            if any_dropout:
+                h = _dropout(h, rates, seeds, step, layer)
+        return tf.matmul(h, params[-2]) + params[-1][:, None, :]
+
+    def per_sample_loss(out, target):
+        if classify:
+            return tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(target, tf.int64), logits=out
+            )
+        return tf.reduce_mean(tf.square(target - out), axis=-1)
+
+    def update(params, moments, t, g, lr, active):
+        shape = (-1,) + (1,) * (len(params.shape) - 1)
+        keep = tf.reshape(active, shape)
+        if not adam:
+            return tf.where(keep, params - g * tf.reshape(lr, shape), params), moments
+        m, v = moments
+        b1p, b2p = tf.pow(beta_1, t), tf.pow(beta_2, t)
+        alpha = tf.reshape(lr * tf.sqrt(1 - b2p) / (1 - b1p), shape)
+        m_new = m + (g - m) * (1 - beta_1)
+        v_new = v + (tf.square(g) - v) * (1 - beta_2)
+        p_new = params - (m_new * alpha) / (tf.sqrt(v_new) + epsilon)
+        return tf.where(keep, p_new, params), (tf.where(keep, m_new, m), tf.where(keep, v_new, v))
+
+    @tf.function(reduce_retracing=True)
+    def fused_loop(xs, ys, sws, n, seeds, epochs, lrs, rates, batch_size, shuffle, *initial):
+        n_max = tf.shape(xs)[1]
+        params = [tf.convert_to_tensor(p) for p in initial]
+        moments = [(tf.zeros_like(p), tf.zeros_like(p)) for p in params]
+        iters = tf.zeros_like(n)
+        losses = tf.TensorArray(tf.float32, size=tf.reduce_max(epochs))
+        step = tf.constant(0, tf.int64)
+
+        def order_of(args, epoch):
+            seed, count = args
+            order = training._epoch_order(count, seed, epoch, shuffle)
+            return tf.pad(order, [[0, n_max - count]])
+
+        for epoch in tf.range(tf.reduce_max(epochs)):
+            orders = tf.map_fn(
+                lambda a, e=epoch: order_of(a, e), (seeds, n), fn_output_signature=tf.int32
+            )
+            total = tf.zeros_like(lrs)
+            for batch in tf.range((n_max + batch_size - 1) // batch_size):
+                pos = batch * batch_size + tf.range(batch_size)
+                valid = tf.cast(pos[None, :] < n[:, None], tf.float32)
+                idx = tf.gather(orders, tf.minimum(pos, n_max - 1), axis=1)
+                active = tf.logical_and(batch * batch_size < n, epoch < epochs)
+                with tf.GradientTape() as tape:
+                    tape.watch(params)
+                    out = forward(params, tf.gather(xs, idx, batch_dims=1), rates, seeds, step)
+                    weighted = per_sample_loss(out, tf.gather(ys, idx, batch_dims=1))
+                    weighted = weighted * tf.gather(sws, idx, batch_dims=1) * valid
+                    count = tf.reduce_sum(valid, axis=1)
+                    loss = tf.reduce_sum(weighted, axis=1) / tf.maximum(count, 1.0)
+                    summed = tf.reduce_sum(loss)
+                grads = tape.gradient(summed, params)
+                t = tf.cast(iters + 1, tf.float32)
+                pairs = [
+                    update(p, mo, t, g, lrs, active)
+                    for p, mo, g in zip(params, moments, grads, strict=True)
+                ]
+                params = [p for p, _ in pairs]
+                moments = [mo for _, mo in pairs]
+                iters = iters + tf.cast(active, iters.dtype)
+                total = total + loss * count
+                step = step + 1
+            losses = losses.write(epoch, total / tf.cast(n, tf.float32))
+        return params, losses.stack()
+
+    return fused_loop
