@@ -67,6 +67,7 @@ RAY_OPTION_DEFAULTS: dict[str, Any] = {
     "max_consecutive_failures": None,
     "progress": "auto",
     "share_prefixes": True,
+    "fuse": False,
     "tracking": None,
 }
 RAY_OPTION_CONSTRAINTS: dict[str, list] = {
@@ -78,6 +79,7 @@ RAY_OPTION_CONSTRAINTS: dict[str, list] = {
     "max_consecutive_failures": [Interval(Integral, 1, None, closed="left"), None],
     "progress": ["boolean", StrOptions({"auto"})],
     "share_prefixes": ["boolean"],
+    "fuse": ["boolean"],
     "tracking": [Tracker, list, None],
 }
 
@@ -126,6 +128,12 @@ class RaySearchMixin(BaseSearchCV):
         are trained once, to the largest value, and scored at each smaller one on the
         way: the same ``cv_results_`` bit for bit, for the training cost of the largest
         fits alone. Only where that equivalence is exact; ``False`` fits each alone.
+    fuse : bool, default=False
+        Train raygrid.keras fits of one architecture and batch size (any candidates and
+        folds differing in learning rate, dropout rate, epochs or seed) together, as one
+        stack of networks in one compiled loop (:mod:`raygrid.keras.fused`). Faster for
+        small networks; scores can differ from unfused training in the last bits (see
+        that module), so it is opt-in.
     tracking : Tracker or list of Tracker, default=None
         Experiment trackers the search is logged to as fits finish, from the driver
         (:class:`~raygrid.tracking.MLflowTracker`,
@@ -466,17 +474,23 @@ class _SearchRun:
         return collect.records
 
     def _units(self, tasks: list[plan.Task]) -> list:
-        """How the wave's tasks are run: alone, sharing prefixes, or continuing fits."""
+        """How the wave's tasks run: fused, continuing earlier fits, sharing prefixes, alone."""
         search = self.search
-        if not search._ray_option("share_prefixes") or self.with_callbacks or not tasks:
+        if self.with_callbacks or not tasks:
             return tasks
+        fused = []
+        if search._ray_option("fuse"):
+            units = plan.fuse_fits(tasks, search.estimator)
+            fused = [u for u in units if isinstance(u, plan.FusedGroup)]
+            tasks = [u for u in units if isinstance(u, plan.Task)]
+        if not search._ray_option("share_prefixes") or not tasks:
+            return fused + tasks
         resource = getattr(search, "resource", "n_samples")
-        if resource != "n_samples":
-            param = prefix.shared_param(search.estimator, tasks[0].params)
-            if param == resource and prefix.can_resume(search.estimator, tasks[0].params, param):
-                self.continued = resource
-                return plan.continue_fits(tasks, resource, self.states)
-        return plan.share_prefixes(tasks, search.estimator)
+        param = prefix.shared_param(search.estimator, tasks[0].params)
+        if param == resource and prefix.can_resume(search.estimator, tasks[0].params, param):
+            self.continued = resource
+            return fused + plan.continue_fits(tasks, resource, self.states)
+        return fused + plan.share_prefixes(tasks, search.estimator)
 
     def refit(self, params: dict[str, Any], refit_ctx: Any) -> tuple[Any, float]:
         """Fit the best candidate on all the data in a slot; (estimator, refit time)."""

@@ -52,13 +52,12 @@ class Task:
 
     @property
     def payload(self) -> tuple:
-        """What the worker is sent: ``(split, [(index, params)], shared, resume, keep)``.
+        """What the worker is sent: ``(kind, [(index, params, split), ...], options)``.
 
-        ``shared`` names the training-length parameter of a :class:`PrefixGroup`,
-        ``resume`` a fitted state to continue from, and ``keep`` asks the worker to keep
-        the final state for a later wave (None, None, False for a plain task).
+        ``kind`` is ``"fit"`` for a task (options None), ``"prefix"`` for a
+        :class:`PrefixGroup` and ``"fused"`` for a :class:`FusedGroup`.
         """
-        return (self.split, [(self.index, self.params)], None, None, False)
+        return ("fit", [(self.index, self.params, self.split)], None)
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,67 @@ class PrefixGroup:
 
     @property
     def payload(self) -> tuple:
-        members = [(t.index, t.params) for t in self.tasks]
-        return (self.split, members, self.param, self.resume, self.keep)
+        members = [(t.index, t.params, t.split) for t in self.tasks]
+        return ("prefix", members, (self.param, self.resume, self.keep))
+
+
+@dataclass(frozen=True)
+class FusedGroup:
+    """Fits of one network architecture and batch size, trained together as one stack.
+
+    Opt-in (``fuse=True``): see :mod:`raygrid.keras.fused`. Its tasks may come from any
+    candidates and splits.
+    """
+
+    tasks: tuple[Task, ...]
+
+    @property
+    def index(self) -> int:
+        return self.tasks[0].index
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.tasks[0].params
+
+    @property
+    def name(self) -> str:
+        return f"raygrid fused fits: {self.tasks[0].name} (+{len(self.tasks) - 1})"
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(t.index for t in self.tasks)
+
+    @property
+    def payload(self) -> tuple:
+        return ("fused", [(t.index, t.params, t.split) for t in self.tasks], None)
+
+
+def fuse_fits(tasks: list, estimator: Any, max_models: int = 64) -> list:
+    """Group tasks whose fits can be trained as one stack (same fusion key).
+
+    Groups hold at most ``max_models`` fits; tasks that cannot be fused stay as they are.
+    """
+    from raygrid.keras.fused import fusion_key  # imports TensorFlow: only when asked
+
+    groups: dict[str, list[Task]] = {}
+    units: list = []
+    for task in tasks:
+        key = fusion_key(_configured(estimator, task.params))
+        if key is None:
+            units.append(task)
+        else:
+            groups.setdefault(key, []).append(task)
+    for members in groups.values():
+        for start in range(0, len(members), max_models):
+            chunk = tuple(members[start : start + max_models])
+            units.append(FusedGroup(chunk) if len(chunk) > 1 else chunk[0])
+    return units
+
+
+def _configured(estimator: Any, params: dict[str, Any]) -> Any:
+    from sklearn.base import clone
+
+    return clone(estimator).set_params(**clone(params, safe=False))
 
 
 def prefix_key(task: Task, param: str) -> tuple:

@@ -19,8 +19,10 @@ import numpy as np
 Scores = float | dict[str, float]
 
 # Fitted attributes copied from each fold's estimator into the record, when present:
-# how many iterations/epochs ran, where early stopping kept the weights, learning curves.
+# which training loop ran (raygrid.keras), how many iterations/epochs, where early
+# stopping kept the weights, learning curves.
 FIT_INFO_ATTRIBUTES = (
+    "fit_path_",
     "n_iter_",
     "best_epoch_",
     "loss_curve_",
@@ -198,7 +200,7 @@ def fit_info(estimator: Any) -> dict[str, Any]:
                 value = int(value[0])
         elif isinstance(value, np.generic):
             value = value.item()
-        if isinstance(value, int | float | list):
+        if isinstance(value, str | int | float | list):
             info[name.rstrip("_")] = value
     return info
 

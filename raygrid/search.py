@@ -42,7 +42,7 @@ error_score, return_train_score
         running at once (``None`` or ``-1``: as many as the cluster's resources allow);
         ``verbose`` lines are printed by the driver as fits finish.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, tracking
+max_consecutive_failures, progress, share_prefixes, fuse, tracking
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -101,6 +101,7 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         max_consecutive_failures=None,
         progress="auto",
         share_prefixes=True,
+        fuse=False,
         tracking=None,
     ):
         super().__init__(
@@ -123,6 +124,7 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
         self.share_prefixes = share_prefixes
+        self.fuse = fuse
         self.tracking = tracking
 
 
@@ -139,7 +141,7 @@ class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
 pre_dispatch, random_state, error_score, return_train_score
         As for :class:`~sklearn.model_selection.RandomizedSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, tracking
+max_consecutive_failures, progress, share_prefixes, fuse, tracking
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -194,6 +196,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         max_consecutive_failures=None,
         progress="auto",
         share_prefixes=True,
+        fuse=False,
         tracking=None,
     ):
         super().__init__(
@@ -218,6 +221,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
         self.share_prefixes = share_prefixes
+        self.fuse = fuse
         self.tracking = tracking
 
 
@@ -236,7 +240,7 @@ aggressive_elimination, cv, scoring, refit, error_score, return_train_score, \
 random_state, n_jobs, verbose
         As for :class:`~sklearn.model_selection.HalvingGridSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, tracking
+max_consecutive_failures, progress, share_prefixes, fuse, tracking
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -296,6 +300,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         max_consecutive_failures=None,
         progress="auto",
         share_prefixes=True,
+        fuse=False,
         tracking=None,
     ):
         super().__init__(
@@ -323,6 +328,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
         self.share_prefixes = share_prefixes
+        self.fuse = fuse
         self.tracking = tracking
 
 
@@ -340,7 +346,7 @@ min_resources, aggressive_elimination, cv, scoring, refit, error_score, \
 return_train_score, random_state, n_jobs, verbose
         As for :class:`~sklearn.model_selection.HalvingRandomSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, tracking
+max_consecutive_failures, progress, share_prefixes, fuse, tracking
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -402,6 +408,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         max_consecutive_failures=None,
         progress="auto",
         share_prefixes=True,
+        fuse=False,
         tracking=None,
     ):
         super().__init__(
@@ -430,4 +437,5 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
         self.share_prefixes = share_prefixes
+        self.fuse = fuse
         self.tracking = tracking

@@ -197,7 +197,7 @@ def fit_and_score_prefixes(
                 break
             fit_time = time.time() - start - scoring_time
             try:
-                record = _score_prefix(
+                record = _score_fitted(
                     data, estimator, (X_test, y_test), (X_train, y_train), scoring
                 )
             except Exception as exc:  # what _fit_and_score lets through: the search stops
@@ -215,6 +215,44 @@ def fit_and_score_prefixes(
     return records
 
 
+def fit_and_score_fused(
+    data: SearchData, splits: list, members: list[tuple[int, dict[str, Any], int]]
+) -> list[FitRecord]:
+    """Train the members' networks together as one stack, then score each on its split.
+
+    Each record's ``fit_time`` is the stack's training time shared out evenly.
+    """
+    from raygrid.keras.fused import fit_fused  # a worker that fuses runs Keras anyway
+
+    jobs = [(params, splits[split][0]) for _, params, split in members]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.time()
+        try:
+            fitted = fit_fused(data.estimator, data.X, data.y, jobs, **data.fit_params)
+        except Exception as exc:
+            fit_time = (time.time() - start) / len(members)
+            records = [_failed(data, index, fit_time, exc) for index, _, _ in members]
+        else:
+            fit_time = (time.time() - start) / len(members)
+            records = []
+            for (index, _, split), estimator in zip(members, fitted, strict=True):
+                train, test = splits[split]
+                X_train, y_train = _safe_split(estimator, data.X, data.y, train)
+                X_test, y_test = _safe_split(estimator, data.X, data.y, test, train)
+                scoring = {
+                    "train": _check_method_params(data.X, params=data.score_params, indices=train),
+                    "test": _check_method_params(data.X, params=data.score_params, indices=test),
+                }
+                record = _score_fitted(
+                    data, estimator, (X_test, y_test), (X_train, y_train), scoring
+                )
+                record.index, record.fit_time = index, fit_time
+                records.append(record)
+    records[-1].warnings = _portable_warnings(caught)
+    return records
+
+
 def _resumable(ref: Any) -> Any:
     """The fitted state behind ``ref``, or None when it is gone (its worker was lost)."""
     if ref is None:
@@ -225,7 +263,7 @@ def _resumable(ref: Any) -> Any:
         return None  # trained from the start instead: the same result, only slower
 
 
-def _score_prefix(data: SearchData, estimator: Any, test: tuple, train: tuple, scoring: dict):
+def _score_fitted(data: SearchData, estimator: Any, test: tuple, train: tuple, scoring: dict):
     """Score ``estimator`` as ``_fit_and_score`` does after a successful fit."""
     start = time.time()
     test_scores = _score(estimator, *test, data.scorer, scoring["test"], data.error_score)
@@ -409,26 +447,32 @@ class FitWorker:
     def run(self, data_ref: list, wave_ref: list, units: list[tuple]) -> list:
         """Fit and score each unit of the wave; one record per task.
 
-        A unit is ``(split, [(index, params), ...], shared, resume, keep)``: one task when
-        ``shared`` is None, else tasks differing only in the training-length parameter
-        ``shared``, trained once (see :mod:`raygrid.prefix`), from the state ``resume``
-        if given, keeping the final state in Ray's object store if ``keep``.
+        A unit is ``(kind, [(index, params, split), ...], options)``: ``"fit"``, one task;
+        ``"prefix"``, tasks differing only in the training-length parameter named in
+        ``options = (shared, resume, keep)``, trained once (see :mod:`raygrid.prefix`),
+        from the state ``resume`` if given, keeping the final state in Ray's object
+        store if ``keep``; ``"fused"``, fits trained together as one stack of networks
+        (see :mod:`raygrid.keras.fused`).
         """
         wave = self._load_wave(wave_ref)  # first: it may relay the data's callbacks
         data = self._load(data_ref)
         where = _placement()
         records = []
-        for split, members, shared, resume, keep in units:
+        for kind, members, options in units:
             started = time.time()
-            train, test = wave.splits[split]
-            if shared is None:
-                index, params = members[0]
+            if kind == "fit":
+                index, params, split = members[0]
+                train, test = wave.splits[split]
                 done = [fit_and_score(data, train, test, params, self._callback_args(index))]
                 done[0].index = index
-            else:
+            elif kind == "prefix":
+                shared, resume, keep = options
+                split = wave.splits[members[0][2]]
                 done = fit_and_score_prefixes(
-                    data, (train, test), members, shared, _resumable(resume), keep
+                    data, split, [m[:2] for m in members], shared, _resumable(resume), keep
                 )
+            else:
+                done = fit_and_score_fused(data, wave.splits, members)
             for record in done:
                 record.start_time, record.end_time = started, time.time()
                 record.node_id, record.pid, record.gpu_ids = where

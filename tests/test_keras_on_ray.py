@@ -41,6 +41,23 @@ def test_seed_grid_same_cv_results_as_scikit_learn():
     assert_cv_results_equal(ours.cv_results_, theirs.cv_results_)
     assert ours.best_params_ == theirs.best_params_
     np.testing.assert_array_equal(ours.predict_proba(X), theirs.predict_proba(X))
+    # epochs [10, 20]: every 10-epoch fit was scored on the way to its 20-epoch twin
+    tasks = ours.tasks_
+    shared = tasks[tasks["trained_with"] != tasks["candidate"]]
+    assert len(shared) == len(tasks) // 2
+    assert (shared["params"].map(lambda p: p["epochs"]) == 10).all()
+
+
+def test_fused_seed_grid_picks_the_same_best_parameters():
+    unfused = RayGridSearchCV(KerasClassifier(random_state=0), SEED_GRID, cv=3).fit(X, y)
+    fused = RayGridSearchCV(KerasClassifier(random_state=0), SEED_GRID, cv=3, fuse=True)
+    fused.fit(X, y)
+    assert fused.best_params_ == unfused.best_params_
+    np.testing.assert_allclose(
+        fused.cv_results_["mean_test_score"], unfused.cv_results_["mean_test_score"], atol=0.02
+    )
+    assert (fused.tasks_["fit_path"] == "fused").all()
+    assert (unfused.tasks_["fit_path"] == "fast").all()
 
 
 def test_one_warm_worker_memory_stays_flat_over_200_fits():
