@@ -54,7 +54,7 @@ def test_same_seed_same_bits_warm_or_cold_and_on_both_paths():
     KerasClassifier(units=5, epochs=2).fit(X, y)
     warm = {name: digest(KerasClassifier(**cfg).fit(X, y)) for name, cfg in CONFIGS.items()}
     assert warm == first
-    runtime.clear_tensorflow_state()  # cold again: nothing cached, every loop traced anew
+    training.clear_tensorflow_state()  # cold again: nothing cached, every loop traced anew
     cold = {name: digest(KerasClassifier(**cfg).fit(X, y)) for name, cfg in CONFIGS.items()}
     assert cold == first
     slow = {}

@@ -6,7 +6,8 @@ width, depth, activation, dropout, optimizer and learning rate are searchable; a
 ``model__<name>``.
 """
 
-from raygrid.keras.runtime import clear_tensorflow_state, configure_tensorflow
+from raygrid.keras.runtime import configure_tensorflow
+from raygrid.keras.training import clear_tensorflow_state
 from raygrid.keras.wrappers import KerasClassifier, KerasRegressor
 
 __all__ = [

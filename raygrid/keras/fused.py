@@ -242,7 +242,7 @@ def trace_counts() -> dict[str, int]:
 
 def _dropout(h: Any, rates: Any, seeds: Any, step: Any, layer: int) -> Any:
     """Inverted dropout with each model's own stream: a hash of (seed, step, layer, unit)."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
 
     low = tf.constant(0x7FFFFFFF, tf.int64)
     shape = tf.shape(h, out_type=tf.int64)
@@ -264,8 +264,8 @@ def _dropout(h: Any, rates: Any, seeds: Any, step: Any, layer: int) -> Any:
 
 def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
     """Trace-once loop training a stack of default networks (see the module docstring)."""
-    import keras
-    import tensorflow as tf
+    import keras  # heavy: TensorFlow loads on first use
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
 
     recipe = plan.recipe
     n_hidden = (n_params - 2) // 2

@@ -9,6 +9,7 @@ freshly built one would get from the same seed.
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +91,7 @@ def build_network(
     -------
     keras.Sequential
     """
-    import keras
+    import keras  # heavy: TensorFlow loads on first use
 
     dropout_rate = float(dropout_rate)
     if not 0.0 <= dropout_rate < 1.0:
@@ -227,7 +228,7 @@ def make_optimizer(optimizer: Any, learning_rate: float | None, kwargs: dict[str
     -------
     keras.optimizers.Optimizer
     """
-    import keras
+    import keras  # heavy: TensorFlow loads on first use
 
     overrides = dict(kwargs)
     if learning_rate is not None:
@@ -314,7 +315,7 @@ class NetworkRecipe:
         -------
         keras.Model
         """
-        import keras
+        import keras  # heavy: TensorFlow loads on first use
 
         if self.builder is None:
             model = build_network(self.input_shape, **self.build_kwargs)
@@ -364,13 +365,21 @@ class NetworkRecipe:
         return "default:" + json.dumps(description, sort_keys=True)
 
     def initial_learning_rate(self) -> float | None:
-        """The learning rate a fit starts from (for the default network)."""
+        """The constant learning rate a fit starts from (for the default network).
+
+        Returns
+        -------
+        float or None
+            ``learning_rate``, else a number given as ``optimizer__learning_rate``, else
+            the optimizer instance's own rate; None when the rate is a schedule (the
+            optimizer then has no rate variable to reset) or not known.
+        """
         if self.learning_rate is not None:
             return float(self.learning_rate)
-        if self.optimizer_kwargs.get("learning_rate") is not None:
-            return float(self.optimizer_kwargs["learning_rate"])
-        get_config = getattr(self.optimizer, "get_config", None)
-        if get_config is not None:
-            value = get_config().get("learning_rate")
-            return float(value) if isinstance(value, int | float) else None
+        rate = self.optimizer_kwargs.get("learning_rate")
+        if rate is None:
+            get_config = getattr(self.optimizer, "get_config", None)
+            rate = None if get_config is None else get_config().get("learning_rate")
+        if isinstance(rate, numbers.Real) and not isinstance(rate, bool):
+            return float(rate)
         return None

@@ -12,8 +12,9 @@ Everything here acts on process-wide state, so it is small and explicit:
   does not touch TensorFlow's global seed (see there why).
 * :func:`note_model_built` clears TensorFlow's kernel cache every few model builds,
   which otherwise grows with every model a process builds.
-* :func:`clear_tensorflow_state` drops the cached compiled training loops, clears Keras'
-  global state and collects garbage.
+
+It imports nothing else from raygrid (:mod:`raygrid.keras.training` builds on it, not the
+other way round).
 
 GPU paths cannot be exercised on the CPU-only machines this package is tested on; the
 GPU branches below only call documented TensorFlow APIs and swallow the ``RuntimeError``
@@ -23,7 +24,6 @@ TensorFlow raises when the devices are already initialised.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import random
@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def configure_tensorflow(
         if _configured:
             return False
         _configured = True
-        import tensorflow as tf
+        import tensorflow as tf  # heavy: TensorFlow loads on first use
 
         applied = True
         threads = num_threads if num_threads is not None else thread_count_from_env()
@@ -125,8 +126,6 @@ def resolve_seed(random_state: Any) -> int:
     int
         A seed in ``[0, 2**31 - 1)``.
     """
-    from sklearn.utils import check_random_state
-
     if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
         seed = int(random_state)
         if seed < 0:
@@ -171,7 +170,7 @@ def seeded_keras(seed: int | None) -> Iterator[None]:
 
 def _reset_keras_seed_generator() -> None:
     """Drop Keras' global SeedGenerator; Keras recreates it from Python's ``random``."""
-    try:
+    try:  # Keras internals, loaded only when a fit needs them
         from keras.src.backend.common import global_state
         from keras.src.random import seed_generator
     except ImportError:  # a Keras without this layout: nothing global to reset
@@ -205,23 +204,8 @@ def note_model_built() -> None:
 
 def clear_kernel_cache() -> None:
     """Clear TensorFlow's eager kernel cache (as ``keras.backend.clear_session`` does)."""
-    try:
+    try:  # a TensorFlow internal, loaded only when a fit needs it
         from tensorflow.python.eager import context
     except ImportError:  # a TensorFlow without this internal module: nothing to clear
         return
     context.context().clear_kernel_cache()
-
-
-def clear_tensorflow_state() -> None:
-    """Drop the cached compiled training loops, reset Keras' global state, collect garbage.
-
-    Call it between unrelated workloads in a long-lived process; the wrappers do not
-    need it between fits (they keep a bounded cache and hold no other state).
-    """
-    import keras
-
-    from raygrid.keras import training
-
-    training.clear_cache()
-    keras.backend.clear_session(free_memory=True)
-    gc.collect()

@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import copy
 import inspect
-import numbers
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -51,6 +56,8 @@ ROUTED_PREFIXES = ("model__", "fit__", "optimizer__")
 _FIT_OPTIONS = ("epochs", "batch_size", "shuffle", "verbose", "callbacks", "validation_split")
 # model.fit arguments the wrapper always sets itself.
 _OWNED_FIT_ARGS = frozenset({"x", "y", "sample_weight", "steps_per_epoch", "validation_steps"})
+# fit() options whose values fit() checks against _parameter_constraints again.
+_FIT_OPTIONS_CHECKED = ("epochs", "batch_size", "validation_split")
 # Fitted attributes that only some fits set: dropped at the start of every fit.
 _OPTIONAL_FITTED = ("validation_loss_curve_", "validation_indices_")
 # fit__ parameters that leave a fit on the compiled loop and its epochs independent.
@@ -75,7 +82,7 @@ def _check_stops(values: Sequence[int]) -> list[int]:
     """``values`` of a prefix fit as a list, checked: non-negative ints, ascending, unique."""
     stops = [to_python(v) for v in values]
     if not stops or any(
-        not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 0 for v in stops
+        not isinstance(v, Integral) or isinstance(v, bool) or v < 0 for v in stops
     ):
         raise ValueError(f"values must be non-negative integers, got {list(values)!r}.")
     if any(b <= a for a, b in zip(stops, stops[1:], strict=False)):
@@ -107,16 +114,92 @@ def to_python(value: Any) -> Any:
 
 
 class _BaseKerasEstimator(BaseEstimator):
-    """Parameters, routing and the fit/predict machinery shared by both wrappers."""
+    """Constructor, parameters, routing and the fit/predict machinery of both wrappers.
+
+    scikit-learn reads an estimator's parameters from its class's ``__init__`` signature:
+    :class:`KerasRegressor` inherits this constructor as it is, and
+    :class:`KerasClassifier` spells the same list out again with its one extra
+    parameter, ``class_weight``. Routed parameters (``model__<name>``, ``fit__<name>``,
+    ``optimizer__<name>``) are the only keywords ``**kwargs`` takes; as scikit-learn
+    asks, ``__init__`` and ``set_params`` only store them, and ``fit`` reports any other
+    keyword.
+    """
 
     _task = ""
 
-    # -- parameters ---------------------------------------------------------------
+    _parameter_constraints: dict = {
+        "model": [callable, None],
+        "units": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 0, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", None],
+        "activation": [str, callable, None],
+        "dropout_rate": [Interval(Real, 0, 1, closed="left")],
+        "optimizer": "no_validation",  # a name, a Keras optimizer class or instance
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "loss": "no_validation",  # a name, a Keras loss, a callable
+        "epochs": [Interval(Integral, 0, None, closed="left"), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "validation_split": [Interval(Real, 0, 1, closed="left"), None],
+        "callbacks": [list, tuple, None],
+        "random_state": ["random_state"],
+        "fast_path": ["boolean"],
+        "verbose": ["verbose"],
+    }
 
-    def _store_extra(self, kwargs: dict[str, Any]) -> None:
-        # Routed parameters live in one private dict (scikit-learn wants no attributes
-        # besides the signature's). As scikit-learn asks, __init__ and set_params only
-        # store: a keyword that is not a routed parameter is reported by fit.
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        units: int = 32,
+        n_layers: int = 1,
+        hidden_layer_sizes: tuple[int, ...] | None = None,
+        activation: Any = "relu",
+        dropout_rate: float = 0.0,
+        optimizer: Any = "adam",
+        learning_rate: float | None = 0.001,
+        loss: Any = None,
+        epochs: int | None = None,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 10,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        batch_size: int = 32,
+        validation_split: float = 0.0,
+        callbacks: list | None = None,
+        random_state: int | None = None,
+        fast_path: bool = True,
+        verbose: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.model = model
+        self.units = units
+        self.n_layers = n_layers
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout_rate = dropout_rate
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.loss = loss
+        self.epochs = epochs
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.batch_size = batch_size
+        self.validation_split = validation_split
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.fast_path = fast_path
+        self.verbose = verbose
+        # Routed parameters live in one private dict: scikit-learn wants no public
+        # attributes besides the signature's.
         self._extra_params = dict(kwargs)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -207,16 +290,16 @@ class _BaseKerasEstimator(BaseEstimator):
                 "it itself (sample weights go to fit(X, y, sample_weight=...))."
             )
 
+        # Values given to fit() or as fit__ parameters pass the constructor's rules too.
+        validate_parameter_constraints(
+            {name: self._parameter_constraints[name] for name in _FIT_OPTIONS_CHECKED},
+            {name: merged[name] for name in _FIT_OPTIONS_CHECKED if name in merged},
+            caller_name=f"{type(self).__name__}.fit",
+        )
         epochs = merged.get("epochs")
         batch_size = merged.get("batch_size", 32)
         batch_size = 32 if batch_size is None else batch_size
         split = merged.get("validation_split", 0.0) or 0.0
-        if epochs is not None and (not isinstance(epochs, numbers.Integral) or epochs < 0):
-            raise ValueError(f"epochs must be None or a non-negative integer, got {epochs!r}.")
-        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if not isinstance(split, numbers.Real) or not 0.0 <= split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {split!r}.")
         stopping = self._stopping_options(params)
         if stopping["early_stopping"] and (split or validation_data is not None):
             raise ValueError(
@@ -262,36 +345,13 @@ class _BaseKerasEstimator(BaseEstimator):
 
     @staticmethod
     def _stopping_options(params: dict[str, Any]) -> dict[str, Any]:
-        """Validated ``max_iter``, ``tol``, ``n_iter_no_change`` and early-stopping values."""
-        max_iter = params.get("max_iter", 200)
-        tol = params.get("tol", 1e-4)
-        patience = params.get("n_iter_no_change", 10)
-        early_stopping = params.get("early_stopping", False)
-        fraction = params.get("validation_fraction", 0.1)
-        if (
-            not isinstance(max_iter, numbers.Integral)
-            or isinstance(max_iter, bool)
-            or max_iter < 1
-        ):
-            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
-        if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
-            raise ValueError(f"tol must be a non-negative number, got {tol!r}.")
-        if (
-            not isinstance(patience, numbers.Integral)
-            or isinstance(patience, bool)
-            or patience < 1
-        ):
-            raise ValueError(f"n_iter_no_change must be a positive integer, got {patience!r}.")
-        if not isinstance(early_stopping, bool | np.bool_):
-            raise ValueError(f"early_stopping must be True or False, got {early_stopping!r}.")
-        if not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {fraction!r}.")
+        """``max_iter``, ``tol``, ``n_iter_no_change`` and early-stopping values, typed."""
         return {
-            "max_iter": int(max_iter),
-            "tol": float(tol),
-            "n_iter_no_change": int(patience),
-            "early_stopping": bool(early_stopping),
-            "validation_fraction": float(fraction),
+            "max_iter": int(params["max_iter"]),
+            "tol": float(params["tol"]),
+            "n_iter_no_change": int(params["n_iter_no_change"]),
+            "early_stopping": bool(params["early_stopping"]),
+            "validation_fraction": float(params["validation_fraction"]),
         }
 
     def _model_kwargs(
@@ -325,15 +385,11 @@ class _BaseKerasEstimator(BaseEstimator):
     def _make_recipe(
         self, params: dict[str, Any], meta: dict[str, Any], head: dict[str, Any]
     ) -> NetworkRecipe:
-        import keras
+        import keras  # heavy: TensorFlow loads on first use
 
         builder = params.get("model")
         learning_rate = params.get("learning_rate")
         if learning_rate is not None:
-            if not isinstance(learning_rate, numbers.Real) or learning_rate <= 0:
-                raise ValueError(
-                    f"learning_rate must be a positive number, got {learning_rate!r}."
-                )
             learning_rate = float(learning_rate)
         common = {
             "task": self._task,
@@ -384,6 +440,7 @@ class _BaseKerasEstimator(BaseEstimator):
         fit_params: dict[str, Any],
     ) -> _FitPlan:
         """Validate the parameters and get a compiled model: everything before training."""
+        self._validate_params()
         self._check_extra_params()
         params = to_python(self.get_params(deep=False))
         options, extras = self._fit_options(params, fit_params)
@@ -552,9 +609,9 @@ class _BaseKerasEstimator(BaseEstimator):
         random_state = params.get("random_state")
         fit_args = set(self._routed(params, "fit__"))
         plain = (
-            isinstance(epochs, numbers.Integral)
+            isinstance(epochs, Integral)
             and not isinstance(epochs, bool)
-            and isinstance(random_state, numbers.Integral)
+            and isinstance(random_state, Integral)
             and not isinstance(random_state, bool)
             and params.get("fast_path", True)
             and not params.get("early_stopping", False)
@@ -653,7 +710,13 @@ class _BaseKerasEstimator(BaseEstimator):
         raise NotImplementedError
 
 
-_PARAMS_DOC = """
+class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
+    """A scikit-learn classifier that trains a Keras network (TensorFlow backend).
+
+    Labels may be any values scikit-learn accepts (strings, non-contiguous integers,
+    binary or multiclass); ``predict`` returns them, ``predict_proba`` has one column per
+    class in ``classes_`` order and ``score`` is accuracy.
+
     Parameters
     ----------
     model : callable, optional
@@ -683,7 +746,7 @@ _PARAMS_DOC = """
     learning_rate : float, default=0.001
         The optimizer's learning rate; None keeps the optimizer's own.
     loss : str or keras loss, optional
-        Used when the wrapper compiles the model; None picks {default_loss}.
+        Used when the wrapper compiles the model; None picks sparse categorical cross-entropy (binary cross-entropy for a one-unit output).
     epochs : int or None, default=None
         None (the default) trains like scikit-learn's MLP: up to ``max_iter`` epochs,
         stopping once the training loss has not improved by more than ``tol`` for
@@ -710,6 +773,7 @@ _PARAMS_DOC = """
     validation_fraction : float, default=0.1
         Fraction of the data held out for ``early_stopping``.
     batch_size : int, default=32
+        Number of samples per gradient step.
     validation_split : float, default=0.0
         Fraction of the training data held out (from its end) for Keras' validation
         metrics, e.g. for a user's ``EarlyStopping(monitor="val_loss")`` callback;
@@ -717,7 +781,9 @@ _PARAMS_DOC = """
     callbacks : list of keras callbacks, optional
         Copied for every fit. Any callback trains with ``model.fit`` (the compiled loop
         cannot call Python between epochs), so Keras' ``EarlyStopping`` or
-        ``ReduceLROnPlateau`` work as in Keras, at ``model.fit``'s speed.{class_weight_doc}
+        ``ReduceLROnPlateau`` work as in Keras, at ``model.fit``'s speed.
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class label, multiplied into the sample weights.
     random_state : int or None, default=None
         Seeds weights, dropout and shuffling: the same seed gives the same predictions
         in any process (with the same TensorFlow thread count). None gives ordinary
@@ -736,8 +802,9 @@ _PARAMS_DOC = """
     Attributes
     ----------
     n_features_in_ : int
+        Number of features seen during ``fit``.
     feature_names_in_ : ndarray of str
-        Only when ``X`` had string column names.
+        Names of the features seen during ``fit``; only when ``X`` had string column names.
     history_ : dict
         Per-epoch training loss (and what ``model.fit`` logged).
     n_iter_ : int
@@ -755,38 +822,34 @@ _PARAMS_DOC = """
         ``"fast"`` or ``"keras"``: the training loop used.
     model_ : keras.Model
         The fitted network (built on first access; not pickled, rebuilt on demand).
-"""
-
-
-class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
-    __doc__ = (
-        """A scikit-learn classifier that trains a Keras network (TensorFlow backend).
-
-    Labels may be any values scikit-learn accepts (strings, non-contiguous integers,
-    binary or multiclass); ``predict`` returns them, ``predict_proba`` has one column per
-    class in ``classes_`` order and ``score`` is accuracy.
-"""
-        + _PARAMS_DOC.format(
-            default_loss="sparse categorical cross-entropy (binary cross-entropy for a "
-            "one-unit output)",
-            class_weight_doc="""
-    class_weight : dict, "balanced" or None, default=None
-        Weights per class label, multiplied into the sample weights.""",
-        )
-        + """    classes_ : ndarray of shape (n_classes,)
+    classes_ : ndarray of shape (n_classes,)
+        The class labels seen during ``fit``.
     n_classes_ : int
+        Number of classes.
+
+    See Also
+    --------
+    KerasRegressor : The same network and training options for regression.
 
     Examples
     --------
+    >>> from sklearn.datasets import make_classification
     >>> from raygrid.keras import KerasClassifier
-    >>> clf = KerasClassifier(units=64, early_stopping=True, random_state=0)  # doctest: +SKIP
-    >>> clf.fit(X, y).predict_proba(X).shape  # doctest: +SKIP
-    (n_samples, n_classes)
-"""
-    )
+    >>> X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    >>> clf = KerasClassifier(units=8, epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X).shape
+    (60, 2)
+    """
 
     _task = "classification"
 
+    _parameter_constraints: dict = {
+        **_BaseKerasEstimator._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    # scikit-learn reads the parameters from this signature: the base class's list
+    # again, plus class_weight.
     def __init__(
         self,
         model: Any = None,
@@ -814,29 +877,31 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         verbose: int = 0,
         **kwargs: Any,
     ) -> None:
-        self.model = model
-        self.units = units
-        self.n_layers = n_layers
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.dropout_rate = dropout_rate
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.loss = loss
-        self.epochs = epochs
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.batch_size = batch_size
-        self.validation_split = validation_split
-        self.callbacks = callbacks
+        super().__init__(
+            model,
+            units=units,
+            n_layers=n_layers,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            dropout_rate=dropout_rate,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            loss=loss,
+            epochs=epochs,
+            max_iter=max_iter,
+            tol=tol,
+            n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            batch_size=batch_size,
+            validation_split=validation_split,
+            callbacks=callbacks,
+            random_state=random_state,
+            fast_path=fast_path,
+            verbose=verbose,
+            **kwargs,
+        )
         self.class_weight = class_weight
-        self.random_state = random_state
-        self.fast_path = fast_path
-        self.verbose = verbose
-        self._store_extra(kwargs)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -982,68 +1047,132 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
 
 
 class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
-    __doc__ = (
-        """A scikit-learn regressor that trains a Keras network (TensorFlow backend).
+    """A scikit-learn regressor that trains a Keras network (TensorFlow backend).
 
     ``y`` may have one or several columns; ``predict`` returns the same shape (1-D for
     1-D ``y``) and ``score`` is R².
-"""
-        + _PARAMS_DOC.format(default_loss="mean squared error", class_weight_doc="")
-        + """    n_outputs_ : int
+
+    Parameters
+    ----------
+    model : callable, optional
+        Returns a Keras model (compiled or not; an uncompiled one is compiled with
+        ``optimizer``, ``learning_rate`` and ``loss``, a compiled one keeps its own).
+        Its arguments are filled from ``model__<name>`` parameters, fit-time facts
+        (``n_features_in_``, ``input_shape``, ``n_outputs_`` -- the width the output
+        layer needs: the number of classes for a classifier, of target columns for a
+        regressor --, ``n_classes_``, ``classes_``, ``target_type_``, ``meta``: a dict
+        of these) and same-named wrapper parameters (``units``, ``dropout_rate``, ...). None builds the
+        default network: ``n_layers`` hidden ``Dense(units, activation)`` layers (or
+        ``hidden_layer_sizes``), each followed by ``Dropout(dropout_rate)`` when that is
+        non-zero, then the output layer.
+    units : int, default=32
+        Width of each hidden layer of the default network.
+    n_layers : int, default=1
+        Number of hidden layers of the default network.
+    hidden_layer_sizes : tuple of int, optional
+        Widths of the hidden layers; overrides ``units`` and ``n_layers``.
+    activation : str or callable, default="relu"
+        Activation of the hidden layers.
+    dropout_rate : float, default=0.0
+        Dropout rate after each hidden layer.
+    optimizer : str, keras optimizer class or instance, default="adam"
+        E.g. ``"adam"``, ``"sgd"``, ``"rmsprop"``; ``optimizer__<name>`` parameters set
+        its other arguments (``optimizer__momentum=0.9``).
+    learning_rate : float, default=0.001
+        The optimizer's learning rate; None keeps the optimizer's own.
+    loss : str or keras loss, optional
+        Used when the wrapper compiles the model; None picks mean squared error.
+    epochs : int or None, default=None
+        None (the default) trains like scikit-learn's MLP: up to ``max_iter`` epochs,
+        stopping once the training loss has not improved by more than ``tol`` for
+        ``n_iter_no_change`` epochs in a row. An int trains exactly that many epochs
+        (``max_iter``, ``tol`` and ``n_iter_no_change`` are then unused), unless
+        ``early_stopping`` is on, which makes it the maximum instead of ``max_iter``.
+    max_iter : int, default=200
+        Maximum number of epochs when ``epochs`` is None. Reaching it before the
+        watched loss stopped improving emits a ``ConvergenceWarning``.
+    tol : float, default=1e-4
+        An epoch improves when the watched loss (training loss, or validation loss with
+        ``early_stopping``) is below the best so far by more than ``tol``.
+    n_iter_no_change : int, default=10
+        Training stops after this many epochs in a row without improvement (the
+        ``patience`` of Keras' ``EarlyStopping``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data given to ``fit`` (stratified for a
+        classifier, drawn from ``random_state``), watch the loss on it instead of the
+        training loss, and keep the weights of the best epoch. Inside a search the
+        held-out rows come from each fold's training part, never from its test part.
+        Runs in the compiled loop, with the stopping rule of
+        ``keras.callbacks.EarlyStopping(min_delta=tol, patience=n_iter_no_change,
+        restore_best_weights=True)``.
+    validation_fraction : float, default=0.1
+        Fraction of the data held out for ``early_stopping``.
+    batch_size : int, default=32
+        Number of samples per gradient step.
+    validation_split : float, default=0.0
+        Fraction of the training data held out (from its end) for Keras' validation
+        metrics, e.g. for a user's ``EarlyStopping(monitor="val_loss")`` callback;
+        not with ``early_stopping``.
+    callbacks : list of keras callbacks, optional
+        Copied for every fit. Any callback trains with ``model.fit`` (the compiled loop
+        cannot call Python between epochs), so Keras' ``EarlyStopping`` or
+        ``ReduceLROnPlateau`` work as in Keras, at ``model.fit``'s speed.
+    random_state : int or None, default=None
+        Seeds weights, dropout and shuffling: the same seed gives the same predictions
+        in any process (with the same TensorFlow thread count). None gives ordinary
+        randomness.
+    fast_path : bool, default=True
+        Train with the compiled, cached training loop when the options allow it: no
+        callbacks, ``validation_split``, ``validation_data`` or extra ``model.fit``
+        arguments, and ``verbose=0`` (``early_stopping`` and the ``tol`` rule run in the
+        compiled loop); False always uses ``model.fit``. Both give the same result for
+        the same seed.
+    verbose : int, default=0
+        ``model.fit`` verbosity; non-zero uses ``model.fit``.
+    **kwargs
+        Routed parameters: ``model__<name>``, ``fit__<name>``, ``optimizer__<name>``.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of str
+        Names of the features seen during ``fit``; only when ``X`` had string column names.
+    history_ : dict
+        Per-epoch training loss (and what ``model.fit`` logged).
+    n_iter_ : int
+        Number of epochs run.
+    best_epoch_ : int or None
+        1-based epoch whose weights were kept, with ``early_stopping`` (or a user's
+        ``EarlyStopping(restore_best_weights=True)`` callback); None otherwise.
+    loss_curve_ : list of float
+        Training loss of each epoch.
+    validation_loss_curve_ : list of float
+        Validation loss of each epoch; only when there was validation data.
+    validation_indices_ : ndarray of int
+        Rows of the ``X`` given to ``fit`` held out for ``early_stopping``; only then.
+    fit_path_ : str
+        ``"fast"`` or ``"keras"``: the training loop used.
+    model_ : keras.Model
+        The fitted network (built on first access; not pickled, rebuilt on demand).
+    n_outputs_ : int
         Number of target columns.
-"""
-    )
+
+    See Also
+    --------
+    KerasClassifier : The same network and training options for classification.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from raygrid.keras import KerasRegressor
+    >>> X, y = make_regression(n_samples=60, n_features=4, random_state=0)
+    >>> reg = KerasRegressor(units=8, epochs=5, random_state=0).fit(X, y)
+    >>> reg.predict(X).shape
+    (60,)
+    """
 
     _task = "regression"
-
-    def __init__(
-        self,
-        model: Any = None,
-        *,
-        units: int = 32,
-        n_layers: int = 1,
-        hidden_layer_sizes: tuple[int, ...] | None = None,
-        activation: Any = "relu",
-        dropout_rate: float = 0.0,
-        optimizer: Any = "adam",
-        learning_rate: float | None = 0.001,
-        loss: Any = None,
-        epochs: int | None = None,
-        max_iter: int = 200,
-        tol: float = 1e-4,
-        n_iter_no_change: int = 10,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        batch_size: int = 32,
-        validation_split: float = 0.0,
-        callbacks: list | None = None,
-        random_state: int | None = None,
-        fast_path: bool = True,
-        verbose: int = 0,
-        **kwargs: Any,
-    ) -> None:
-        self.model = model
-        self.units = units
-        self.n_layers = n_layers
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.dropout_rate = dropout_rate
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.loss = loss
-        self.epochs = epochs
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.batch_size = batch_size
-        self.validation_split = validation_split
-        self.callbacks = callbacks
-        self.random_state = random_state
-        self.fast_path = fast_path
-        self.verbose = verbose
-        self._store_extra(kwargs)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
