@@ -11,6 +11,8 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, check_cv
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import check_param_validation
 
 from raygrid.keras import KerasClassifier, KerasRegressor, training
 
@@ -321,3 +323,33 @@ def test_seed_grid_runs_in_gridsearchcv():
     search = GridSearchCV(KerasClassifier(random_state=0), grid, cv=2).fit(X, y)
     assert set(search.best_params_) == set(grid)
     assert search.best_estimator_.predict(X).shape == (len(X),)
+
+
+def test_learning_rate_schedule_through_optimizer_params():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=4, decay_rate=0.5)
+    clf = KerasClassifier(learning_rate=None, optimizer__learning_rate=schedule, **FAST)
+    clf.fit(X, y)  # used to fail: float() of the schedule
+    assert clf.fit_path_ == "fast" and clf.n_iter_ == 3
+    constant = KerasClassifier(learning_rate=0.05, **FAST).fit(X, y)
+    # the schedule decayed the rate, so training took smaller steps than at a constant 0.05
+    assert not np.allclose(clf.predict_proba(X), constant.predict_proba(X))
+
+
+@pytest.mark.parametrize("Estimator", [KerasClassifier, KerasRegressor])
+def test_parameter_constraints_cover_every_parameter(Estimator):
+    # scikit-learn's own check: one constraint per constructor parameter, and an
+    # InvalidParameterError naming the parameter for a value of a wrong type.
+    check_param_validation(Estimator.__name__, Estimator(epochs=1))
+
+
+@pytest.mark.parametrize(
+    "fit_params, match",
+    [
+        ({"epochs": -1}, "'epochs' parameter of KerasClassifier.fit"),
+        ({"batch_size": 0}, "'batch_size' parameter of KerasClassifier.fit"),
+        ({"validation_split": 1.0}, "'validation_split' parameter of KerasClassifier.fit"),
+    ],
+)
+def test_fit_time_options_follow_the_constructor_rules(fit_params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        KerasClassifier(epochs=1).fit(X, y, **fit_params)
