@@ -185,7 +185,7 @@ class WorkerPool:
             if pool._timer is not None:
                 pool._timer.cancel()
             pool.in_use = True
-        pool._grow(size)
+        pool.grow(size)
         return pool
 
     def release(self) -> None:
@@ -208,7 +208,8 @@ class WorkerPool:
             if not self.in_use and ray.is_initialized():
                 self.shutdown()
 
-    def _grow(self, size: int) -> None:
+    def grow(self, size: int) -> None:
+        """Start workers until the pool has ``size`` of them."""
         while len(self.actors) < size:
             self.add()
 
@@ -247,11 +248,51 @@ class WorkerPool:
 
 
 def release_workers() -> None:
-    """Kill the warm workers of every idle pool now, freeing their cluster resources."""
+    """Kill the warm workers of every idle pool now, freeing their cluster resources.
+
+    After a search its workers stay warm for a while (see :func:`set_worker_idle_time`)
+    so that a following search starts without importing TensorFlow again; call this when
+    no search follows soon. Workers of a search that is still running are left alone.
+
+    Examples
+    --------
+    >>> import raygrid
+    >>> raygrid.release_workers()
+    """
     with WorkerPool._lock:
         for pool in list(WorkerPool._pools.values()):
             if not pool.in_use:
                 pool.shutdown()
+
+
+def set_worker_idle_time(seconds: float) -> float:
+    """Set how long the workers of a finished search stay warm for the next search.
+
+    Applies to searches that finish after the call, in this process.
+
+    Parameters
+    ----------
+    seconds : float
+        Idle time in seconds (default 10); 0 releases the workers as soon as a search
+        ends.
+
+    Returns
+    -------
+    float
+        The previous idle time, to restore it later.
+
+    Examples
+    --------
+    >>> import raygrid
+    >>> previous = raygrid.set_worker_idle_time(60.0)
+    >>> raygrid.set_worker_idle_time(previous)
+    60.0
+    """
+    global IDLE_SECONDS
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise ValueError(f"seconds must be a non-negative number, got {seconds!r}.")
+    previous, IDLE_SECONDS = IDLE_SECONDS, float(seconds)
+    return previous
 
 
 def _cluster_id() -> str:
@@ -300,7 +341,7 @@ class _Scheduler:
         self.max_retries = max_retries
         self.refs = [[ref] for ref in refs]
         self.on_records = on_records
-        pool._grow(n_slots)
+        pool.grow(n_slots)
         self.slots: dict[int, Any] = dict(enumerate(pool.actors[:n_slots]))
         self.depth = max(1, min(2, max_in_flight // max(1, n_slots)))
         self.sizer = _BatchSizer(n_slots)

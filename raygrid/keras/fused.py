@@ -314,7 +314,7 @@ def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
 
         def order_of(args, epoch):
             seed, count = args
-            order = training._epoch_order(count, seed, epoch, shuffle)
+            order = training.epoch_order(count, seed, epoch, shuffle)
             return tf.pad(order, [[0, n_max - count]])
 
         for epoch in tf.range(tf.reduce_max(epochs)):

@@ -57,7 +57,7 @@ def hidden_sizes(
     return sizes
 
 
-def build_network(
+def _build_network(
     input_shape: tuple[int, ...],
     n_outputs: int,
     output_activation: str,
@@ -116,7 +116,7 @@ def initial_values(model: Any, seed: int) -> list[np.ndarray]:
     Parameters
     ----------
     model : keras.Model
-        A network made by :func:`build_network`.
+        A network made by :func:`_build_network`.
     seed : int
         The fit's seed.
 
@@ -212,7 +212,7 @@ def output_width(model: Any, x_sample: np.ndarray | None = None) -> int:
     return int(out.shape[-1]) if len(out.shape) > 1 else 1
 
 
-def make_optimizer(optimizer: Any, learning_rate: float | None, kwargs: dict[str, Any]) -> Any:
+def _make_optimizer(optimizer: Any, learning_rate: float | None, kwargs: dict[str, Any]) -> Any:
     """A new Keras optimizer from a name, a class or an instance (which is copied).
 
     Parameters
@@ -285,10 +285,10 @@ class NetworkRecipe:
     builder : callable or None
         The user's ``model`` callable; None builds the default network.
     build_kwargs : dict
-        Keyword arguments for ``builder``, or for :func:`build_network` (including
+        Keyword arguments for ``builder``, or for :func:`_build_network` (including
         ``n_outputs`` and ``output_activation``).
     optimizer, learning_rate, optimizer_kwargs
-        Passed to :func:`make_optimizer` when the wrapper compiles.
+        Passed to :func:`_make_optimizer` when the wrapper compiles.
     loss : str, keras loss or None
         None picks a default from the task and the output width.
     """
@@ -318,7 +318,7 @@ class NetworkRecipe:
         import keras  # heavy: TensorFlow loads on first use
 
         if self.builder is None:
-            model = build_network(self.input_shape, **self.build_kwargs)
+            model = _build_network(self.input_shape, **self.build_kwargs)
         else:
             model = self.builder(**self.build_kwargs)
             if not isinstance(model, keras.Model):
@@ -332,7 +332,7 @@ class NetworkRecipe:
             if loss is None:
                 loss = self.default_loss(output_width(model, x_sample))
             model.compile(
-                optimizer=make_optimizer(
+                optimizer=_make_optimizer(
                     self.optimizer, self.learning_rate, self.optimizer_kwargs
                 ),
                 loss=loss,

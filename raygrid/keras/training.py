@@ -279,7 +279,7 @@ _cache: OrderedDict[str, _Entry] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def cache_size() -> int:
+def _cache_size() -> int:
     """Number of compiled models a process keeps (``RAYGRID_KERAS_CACHE_SIZE``, default 8)."""
     try:
         return max(0, int(os.environ.get(CACHE_SIZE_ENV, _DEFAULT_CACHE_SIZE)))
@@ -351,7 +351,7 @@ def _cache_put(key: str, entry: _Entry) -> None:
     with _cache_lock:
         _cache[key] = entry
         _cache.move_to_end(key)
-        while len(_cache) > cache_size():
+        while len(_cache) > _cache_size():
             _cache.popitem(last=False)
 
 
@@ -390,7 +390,7 @@ def _canonical_names(config: Any) -> Any:
     return rename(config)
 
 
-def structural_key(model: Any, input_shape: tuple[int, ...]) -> str | None:
+def _structural_key(model: Any, input_shape: tuple[int, ...]) -> str | None:
     """A key equal for two builds of the same Sequential or functional model, or None.
 
     Subclassed models are not keyed: their configs need not describe their structure.
@@ -691,7 +691,7 @@ def acquire(
         fresh = _build(build, x_sample)
     initial = [v.numpy() for v in fresh.variables]
     lr = _learning_rate_of(fresh)
-    key = structural_key(fresh, tuple(x_sample.shape[1:]))
+    key = _structural_key(fresh, tuple(x_sample.shape[1:]))
     entry = _cache_get(key) if key is not None else None
     if entry is not None:
         shapes = [tuple(v.shape) for v in entry.model.variables]
@@ -708,7 +708,7 @@ def acquire(
 # -- the fast path --------------------------------------------------------------------
 
 
-def _epoch_order(n: Any, seed: Any, epoch: Any, shuffle: Any) -> Any:
+def epoch_order(n: Any, seed: Any, epoch: Any, shuffle: Any) -> Any:
     """Sample order of one epoch: a stateless shuffle seeded by ``(seed, epoch)``."""
     import tensorflow as tf  # heavy: TensorFlow loads on first use
 
@@ -793,7 +793,7 @@ def _make_fit_loop(
         size = tf.maximum(epochs - start, 0)
 
         def run_epoch(epoch, losses, val_losses, best, wait, best_epoch, stop, kept):
-            order = _epoch_order(n, seed, epoch, shuffle)
+            order = epoch_order(n, seed, epoch, shuffle)
             loss = batch_mean(train_step, x, y, sw, order, batch_size)
             if validated:
                 x_val, y_val, sw_val = validation
@@ -964,7 +964,7 @@ def _epoch_batches(
 
     n = len(x)
     for epoch in range(epochs):
-        order = _epoch_order(
+        order = epoch_order(
             n, tf.constant(seed, tf.int64), tf.constant(epoch), tf.constant(bool(shuffle))
         ).numpy()
         for start in range(0, n, batch_size):

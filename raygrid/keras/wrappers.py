@@ -50,7 +50,7 @@ from raygrid.keras.network import (
 from raygrid.keras.runtime import configure_tensorflow, resolve_seed
 
 #: Prefixes of the routed (``**kwargs``) parameters.
-ROUTED_PREFIXES = ("model__", "fit__", "optimizer__")
+_ROUTED_PREFIXES = ("model__", "fit__", "optimizer__")
 
 # Keyword arguments of fit() that the wrapper interprets itself; others go to model.fit.
 _FIT_OPTIONS = ("epochs", "batch_size", "shuffle", "verbose", "callbacks", "validation_split")
@@ -233,7 +233,7 @@ class _BaseKerasEstimator(BaseEstimator):
         extra = self.__dict__.setdefault("_extra_params", {})
         plain = {}
         for key, value in params.items():
-            if key.startswith(ROUTED_PREFIXES) or key in extra:
+            if key.startswith(_ROUTED_PREFIXES) or key in extra:
                 extra[key] = value
             else:
                 plain[key] = value
@@ -243,12 +243,12 @@ class _BaseKerasEstimator(BaseEstimator):
 
     def _check_extra_params(self) -> None:
         unknown = [
-            k for k in self.__dict__.get("_extra_params", {}) if not k.startswith(ROUTED_PREFIXES)
+            k for k in self.__dict__.get("_extra_params", {}) if not k.startswith(_ROUTED_PREFIXES)
         ]
         if unknown:
             raise ValueError(
                 f"{type(self).__name__} got unknown parameter(s) {unknown}; routed parameters "
-                f"start with one of {ROUTED_PREFIXES}."
+                f"start with one of {_ROUTED_PREFIXES}."
             )
 
     def _routed(self, params: dict[str, Any], prefix: str) -> dict[str, Any]:

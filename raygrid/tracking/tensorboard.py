@@ -76,7 +76,7 @@ class TensorBoardRun(TrackerRun):
         from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 
         for candidate in candidates:
-            session = os.path.join(self.logdir, session_name(candidate.index))
+            session = os.path.join(self.logdir, _session_name(candidate.index))
             hparams = {k: plain_value(v) for k, v in candidate.params.items()}
             for k, v in hparams.items():
                 self.hparams.setdefault(k, set()).add(v)
@@ -86,7 +86,7 @@ class TensorBoardRun(TrackerRun):
                 continue
             start = min(r.start_time for r in candidate.records)
             start = start if start == start else None  # NaN: not known
-            summaries = [(0, hparams_pb(hparams, session_name(candidate.index), start))]
+            summaries = [(0, hparams_pb(hparams, _session_name(candidate.index), start))]
             summaries += [(0, _scalar(k, v)) for k, v in metrics.items()]
             for key, values in candidate.curves().items():
                 summaries += [(step, _scalar(key, v)) for step, v in enumerate(values, 1)]
@@ -104,7 +104,7 @@ class TensorBoardRun(TrackerRun):
         return {"logdir": self.logdir}
 
 
-def session_name(index: int) -> str:
+def _session_name(index: int) -> str:
     """The directory (and HParams trial id) of candidate ``index``."""
     return f"candidate-{index:04d}"
 
