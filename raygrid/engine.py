@@ -53,7 +53,8 @@ from raygrid import results as results_tables
 from raygrid.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.collect import Collector, raise_from_worker, show_warnings
 from raygrid.record import FitRecord
-from raygrid.tracking import SearchStart, Tracker, TrackingSession
+from raygrid.tracking import SearchStart, Tracker
+from raygrid.tracking.session import TrackingSession
 from raygrid.worker import SearchData, WaveData
 
 # raygrid's own options, shared by every search class: their defaults (used when a

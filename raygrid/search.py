@@ -37,13 +37,13 @@ class RayGridSearchCV(GridSearchCV, RaySearchMixin):
     Parameters
     ----------
     estimator, param_grid, scoring, n_jobs, refit, cv, verbose, pre_dispatch, \
-error_score, return_train_score
+error_score, return_train_score : see scikit-learn
         As for :class:`~sklearn.model_selection.GridSearchCV`. ``n_jobs`` is the most fits
         running at once (``None`` or ``-1``: as many as the cluster's resources allow);
         ``verbose`` lines are printed by the driver as fits finish.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking
-        raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
+max_consecutive_failures, progress, share_prefixes, fuse, tracking : see RaySearchMixin
+        The options of raygrid; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
     ----------
@@ -62,7 +62,9 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
 
     See Also
     --------
-    RayRandomizedSearchCV, RayHalvingGridSearchCV, RayHalvingRandomSearchCV
+    RayRandomizedSearchCV : Candidates sampled from distributions.
+    RayHalvingGridSearchCV : Successive halving over a grid.
+    RayHalvingRandomSearchCV : Successive halving over sampled candidates.
 
     Examples
     --------
@@ -138,11 +140,11 @@ class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
     Parameters
     ----------
     estimator, param_distributions, n_iter, scoring, n_jobs, refit, cv, verbose, \
-pre_dispatch, random_state, error_score, return_train_score
+pre_dispatch, random_state, error_score, return_train_score : see scikit-learn
         As for :class:`~sklearn.model_selection.RandomizedSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking
-        raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
+max_consecutive_failures, progress, share_prefixes, fuse, tracking : see RaySearchMixin
+        The options of raygrid; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
     ----------
@@ -154,7 +156,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
 
     See Also
     --------
-    RayGridSearchCV, RayHalvingRandomSearchCV
+    RayGridSearchCV : Every candidate of a parameter grid.
+    RayHalvingRandomSearchCV : Successive halving over sampled candidates.
 
     Examples
     --------
@@ -237,11 +240,11 @@ class RayHalvingGridSearchCV(HalvingGridSearchCV, RaySearchMixin):
     ----------
     estimator, param_grid, factor, resource, max_resources, min_resources, \
 aggressive_elimination, cv, scoring, refit, error_score, return_train_score, \
-random_state, n_jobs, verbose
+random_state, n_jobs, verbose : see scikit-learn
         As for :class:`~sklearn.model_selection.HalvingGridSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking
-        raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
+max_consecutive_failures, progress, share_prefixes, fuse, tracking : see RaySearchMixin
+        The options of raygrid; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
     ----------
@@ -256,7 +259,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
 
     See Also
     --------
-    RayGridSearchCV, RayHalvingRandomSearchCV
+    RayGridSearchCV : Every candidate of a parameter grid.
+    RayHalvingRandomSearchCV : Successive halving over sampled candidates.
 
     Examples
     --------
@@ -343,11 +347,11 @@ class RayHalvingRandomSearchCV(HalvingRandomSearchCV, RaySearchMixin):
     ----------
     estimator, param_distributions, n_candidates, factor, resource, max_resources, \
 min_resources, aggressive_elimination, cv, scoring, refit, error_score, \
-return_train_score, random_state, n_jobs, verbose
+return_train_score, random_state, n_jobs, verbose : see scikit-learn
         As for :class:`~sklearn.model_selection.HalvingRandomSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking
-        raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
+max_consecutive_failures, progress, share_prefixes, fuse, tracking : see RaySearchMixin
+        The options of raygrid; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
     ----------
@@ -362,7 +366,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
 
     See Also
     --------
-    RayRandomizedSearchCV, RayHalvingGridSearchCV
+    RayRandomizedSearchCV : Candidates sampled from distributions.
+    RayHalvingGridSearchCV : Successive halving over a grid.
 
     Examples
     --------

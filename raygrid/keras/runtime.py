@@ -83,6 +83,12 @@ def configure_tensorflow(
     bool
         True if this call configured the process, False if an earlier call had, or if
         TensorFlow had already initialised and the settings could not be applied.
+
+    Examples
+    --------
+    >>> from raygrid.keras import configure_tensorflow
+    >>> configure_tensorflow(num_threads=2)  # doctest: +SKIP
+    True
     """
     global _configured
     with _lock:

@@ -14,7 +14,7 @@ MLflow nor TensorBoard is imported until a tracker of its kind is used.
 
 from raygrid.tracking.base import CandidateResult, SearchStart, Tracker, TrackerRun
 from raygrid.tracking.mlflow import MLflowTracker
-from raygrid.tracking.session import TrackingSession, TrackingWarning
+from raygrid.tracking.session import TrackingWarning
 from raygrid.tracking.tensorboard import TensorBoardTracker
 
 __all__ = [
@@ -24,6 +24,5 @@ __all__ = [
     "TensorBoardTracker",
     "Tracker",
     "TrackerRun",
-    "TrackingSession",
     "TrackingWarning",
 ]

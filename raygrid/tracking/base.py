@@ -23,7 +23,7 @@ from raygrid.record import FitRecord
 class SearchStart:
     """The search a tracker logs, as ``fit`` starts.
 
-    Attributes
+    Parameters
     ----------
     search : object
         The search being fitted (its constructor parameters; not fitted yet).
@@ -37,6 +37,19 @@ class SearchStart:
         it resumes.
     results_dir : str or None
         The search's ``results_dir``, made absolute.
+
+    See Also
+    --------
+    Tracker.open : Receives it.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn.svm import SVC
+    >>> from raygrid.tracking import SearchStart
+    >>> start = SearchStart(GridSearchCV(SVC(), {"C": [1]}), X=[[0.0]], y=[0], n_slots=2)
+    >>> start.n_slots
+    2
     """
 
     search: Any
@@ -56,7 +69,7 @@ class SearchStart:
 class CandidateResult:
     """One candidate whose fits on every split have finished.
 
-    Attributes
+    Parameters
     ----------
     index : int
         Its row in ``cv_results_``.
@@ -64,6 +77,17 @@ class CandidateResult:
         Its parameters.
     records : list of FitRecord
         One per split, in split order.
+
+    See Also
+    --------
+    TrackerRun.log_candidates : Receives them.
+
+    Examples
+    --------
+    >>> from raygrid.tracking import CandidateResult
+    >>> candidate = CandidateResult(index=0, params={"C": 1.0}, records=[])
+    >>> candidate.params
+    {'C': 1.0}
     """
 
     index: int
@@ -138,6 +162,22 @@ class TrackerRun(ABC):
 
     Its methods run on the driver, in the tracking thread, one at a time; any exception
     they raise stops this tracker for the rest of the search, with one warning.
+
+    See Also
+    --------
+    Tracker : Opens it.
+
+    Examples
+    --------
+    >>> from raygrid.tracking import TrackerRun
+    >>> class PrintRun(TrackerRun):
+    ...     def log_candidates(self, candidates):
+    ...         print([c.params for c in candidates])
+    ...
+    ...     def end(self, search):
+    ...         return {}
+    >>> PrintRun().end(search=None)
+    {}
     """
 
     @abstractmethod
@@ -158,6 +198,28 @@ class Tracker(ABC):
     Subclasses hold settings only (they are copied with the search by ``clone``);
     everything of one ``fit`` lives in the :class:`TrackerRun` that :meth:`open`
     returns.
+
+    See Also
+    --------
+    MLflowTracker : Logs to MLflow.
+    TensorBoardTracker : Logs to TensorBoard.
+
+    Examples
+    --------
+    >>> from raygrid.tracking import Tracker, TrackerRun
+    >>> class NullRun(TrackerRun):
+    ...     def log_candidates(self, candidates):
+    ...         pass
+    ...
+    ...     def end(self, search):
+    ...         return {}
+    >>> class NullTracker(Tracker):
+    ...     name = "null"
+    ...
+    ...     def open(self, start):
+    ...         return NullRun()
+    >>> NullTracker().open(start=None).end(search=None)
+    {}
     """
 
     #: The key of this tracker's entry in the search's ``tracking_``.

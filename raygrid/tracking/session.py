@@ -23,7 +23,18 @@ from raygrid.tracking.base import CandidateResult, SearchStart, Tracker, Tracker
 
 
 class TrackingWarning(UserWarning):
-    """An experiment tracker stopped logging; the search went on without it."""
+    """An experiment tracker stopped logging; the search went on without it.
+
+    See Also
+    --------
+    Tracker : The trackers that can fail.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from raygrid.tracking import TrackingWarning
+    >>> warnings.simplefilter("error", TrackingWarning)  # make a failing tracker an error
+    """
 
 
 class TrackingSession:
