@@ -12,7 +12,7 @@ from typing import Any
 
 from raygrid import progress
 from raygrid.callbacks import deliver
-from raygrid.journal import Journal
+from raygrid.journal import Journal, params_text
 from raygrid.plan import Task
 from raygrid.record import FitRecord
 
@@ -71,6 +71,15 @@ class Collector:
             row = done.get(key)
             if row is None or (row["fit_error"] and self.error_score == "raise"):
                 continue
+            if not _same_params(row["params"], task.params):
+                warnings.warn(
+                    f"results_dir: the journal's record {key} holds parameters "
+                    f"{row['params']} under the key of {task.params}; it is not used and "
+                    "the fit runs again.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
             record = FitRecord.from_row(task.index, row)
             if record.failed:
                 record.test_scores = _fill(record.test_scores, self.error_score)
@@ -95,7 +104,11 @@ class Collector:
         """Handle one batch of freshly finished fits."""
         if self.journal is not None:
             self.journal.append(
-                [(self.keys[r.index], self.tasks[r.index], r) for r in batch if r.raised is None]
+                [
+                    (self.keys[r.index], self.tasks[r.index], r)
+                    for r in batch
+                    if r.raised is None and not r.journaled
+                ]
             )
         for record in batch:
             self._handle(record)
@@ -144,6 +157,16 @@ def show_warnings(caught: list[tuple]) -> None:
     registry: dict = {}
     for message, category, filename, lineno in caught:
         warnings.warn_explicit(message, category, filename, lineno, registry=registry)
+
+
+def _same_params(journaled: str, params: dict[str, Any]) -> bool:
+    """Whether a journal row's ``params`` text is that of ``params``.
+
+    Parameters whose text names a memory address (objects without a stable repr) cannot
+    be compared across processes; the key, which hashes their content, vouches for them.
+    """
+    text = params_text(params)
+    return journaled == text or " at 0x" in text
 
 
 def _fill(scores: Any, error_score: Any) -> Any:

@@ -42,7 +42,7 @@ error_score, return_train_score
         running at once (``None`` or ``-1``: as many as the cluster's resources allow);
         ``verbose`` lines are printed by the driver as fits finish.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress
+max_consecutive_failures, progress, fit_timeout
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -97,6 +97,7 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         results_dir=None,
         max_consecutive_failures=None,
         progress="auto",
+        fit_timeout=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -117,6 +118,7 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         self.results_dir = results_dir
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
+        self.fit_timeout = fit_timeout
 
 
 class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
@@ -132,7 +134,7 @@ class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
 pre_dispatch, random_state, error_score, return_train_score
         As for :class:`~sklearn.model_selection.RandomizedSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress
+max_consecutive_failures, progress, fit_timeout
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -186,6 +188,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         results_dir=None,
         max_consecutive_failures=None,
         progress="auto",
+        fit_timeout=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -208,6 +211,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.results_dir = results_dir
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
+        self.fit_timeout = fit_timeout
 
 
 class RayHalvingGridSearchCV(HalvingGridSearchCV, RaySearchMixin):
@@ -225,7 +229,7 @@ aggressive_elimination, cv, scoring, refit, error_score, return_train_score, \
 random_state, n_jobs, verbose
         As for :class:`~sklearn.model_selection.HalvingGridSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress
+max_consecutive_failures, progress, fit_timeout
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -284,6 +288,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         results_dir=None,
         max_consecutive_failures=None,
         progress="auto",
+        fit_timeout=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -309,6 +314,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.results_dir = results_dir
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
+        self.fit_timeout = fit_timeout
 
 
 class RayHalvingRandomSearchCV(HalvingRandomSearchCV, RaySearchMixin):
@@ -325,7 +331,7 @@ min_resources, aggressive_elimination, cv, scoring, refit, error_score, \
 return_train_score, random_state, n_jobs, verbose
         As for :class:`~sklearn.model_selection.HalvingRandomSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress
+max_consecutive_failures, progress, fit_timeout
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -386,6 +392,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         results_dir=None,
         max_consecutive_failures=None,
         progress="auto",
+        fit_timeout=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -412,3 +419,4 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.results_dir = results_dir
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
+        self.fit_timeout = fit_timeout

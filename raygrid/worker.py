@@ -26,7 +26,9 @@ from ray import cloudpickle as ray_pickle
 from sklearn.base import clone
 from sklearn.model_selection._validation import _fit_and_score
 
+from raygrid import gpu_memory
 from raygrid.callbacks import Relay
+from raygrid.journal import write_rows
 from raygrid.record import FitRecord, fit_info
 
 
@@ -79,6 +81,17 @@ class WaveData:
     splits: list[tuple[np.ndarray, np.ndarray]]
     callbacks: bytes | None = None
     listeners: list = field(default_factory=list)
+    journal: JournalTarget | None = None
+
+
+@dataclass
+class JournalTarget:
+    """Where a worker journals the fits it finishes: ``results_dir`` and, by task index,
+    each task's journal key and candidate index."""
+
+    directory: str
+    keys: list[str]
+    candidates: list[int]
 
 
 def fit_and_score(
@@ -117,7 +130,7 @@ def fit_and_score(
                 error_score=data.error_score,
                 **callback_args,
             )
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001  (what the estimator raised is the user's)
             record = FitRecord(
                 index=-1,
                 test_scores=math.nan,
@@ -134,7 +147,7 @@ def fit_and_score(
                 fit_time=out["fit_time"],
                 score_time=out["score_time"],
                 n_test_samples=int(out["n_test_samples"]),
-                fit_error=out["fit_error"],
+                fit_error=gpu_memory.explain_out_of_memory(out["fit_error"]),
                 fit_info=fit_info(out["estimator"]) if out["fit_error"] is None else {},
             )
     record.warnings = _portable_warnings(caught)
@@ -201,7 +214,7 @@ def refit(data: SearchData, params: dict[str, Any], callback_args: dict[str, Any
             refit_time = time.time() - start
             if ctx is not None:
                 ctx.call_on_fit_task_end(estimator=caller, X=X, y=y, metadata=metadata)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001  (what the estimator raised is the user's)
             result = RefitResult(None, time.time() - start, _portable(exc), traceback.format_exc())
         else:
             # Shipped as bytes so that the driver's copy owns writable arrays instead of
@@ -233,6 +246,12 @@ class FitWorker:
 
     def __init__(self, num_cpus: float, num_gpus: float) -> None:
         prepare_process(num_cpus, num_gpus)
+        try:
+            gpu_memory.limit_if_shared(num_gpus)
+        except Exception as exc:  # a broken TensorFlow install fails the fits, not the worker
+            warnings.warn(
+                f"raygrid: could not limit TensorFlow's GPU memory: {exc!r}", stacklevel=1
+            )
         self._data_key: str | None = None
         self._data: SearchData | None = None
         self._wave_key: str | None = None
@@ -270,13 +289,17 @@ class FitWorker:
             return {}
         return {"caller": self._caller, "callback_ctx": self._contexts[index]}
 
-    def run(self, data_ref: list, wave_ref: list, tasks: list[tuple[int, dict, int]]) -> list:
-        """Fit and score each ``(index, params, split)`` of the wave; one record each."""
+    def run(self, data_ref: list, wave_ref: list, tasks: list[tuple[int, dict, int, int]]) -> list:
+        """Fit and score each ``(index, params, split, attempt)`` of the wave; one record each.
+
+        With a journal, the finished records are journaled here, so that they survive the
+        driver; a record is marked ``journaled`` when that worked.
+        """
         wave = self._load_wave(wave_ref)  # first: it may relay the data's callbacks
         data = self._load(data_ref)
         where = _placement()
         records = []
-        for index, params, split in tasks:
+        for index, params, split, attempt in tasks:
             started = time.time()
             train, test = wave.splits[split]
             record = fit_and_score(data, train, test, params, self._callback_args(index))
@@ -284,10 +307,17 @@ class FitWorker:
             record.start_time, record.end_time = started, time.time()
             record.node_id, record.pid, record.gpu_ids = where
             record.worker_rss = _rss()
+            record.attempts = attempt
             if self._relay is not None:
                 record.callback_messages = self._relay.take()
             records.append(record)
             self._fits += 1
+        if wave.journal is not None:
+            _journal(
+                wave.journal,
+                records,
+                {index: (split, params) for index, params, split, _ in tasks},
+            )
         return records
 
     def refit(self, data_ref: list, params: dict, callbacks: bytes | None, listeners: list):
@@ -318,6 +348,21 @@ class FitWorker:
             "rss": _rss(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
+
+
+def _journal(target: JournalTarget, records: list[FitRecord], tasks: dict[int, tuple]) -> None:
+    """Write the batch's records to ``results_dir`` (a directory this node may not see)."""
+    rows = [
+        (target.keys[r.index], target.candidates[r.index], *tasks[r.index], r)
+        for r in records
+        if r.raised is None
+    ]
+    try:
+        write_rows(target.directory, rows)
+    except OSError:
+        return  # the driver journals them
+    for record in records:
+        record.journaled = record.raised is None
 
 
 def _load_callbacks(blob: bytes) -> tuple[Any, Any]:
