@@ -403,7 +403,7 @@ class _Scheduler:
         old = self.slots.pop(slot)
         self.busy[slot] = 0
         # Calls still queued on the old worker fail as lost and are retried elsewhere.
-        new = self.pool.replace(old)
+        new = self.pool.replace(old, wait_started=self.fit_timeout is not None)
         if new is not None:
             self.slots[slot] = new
 

@@ -292,16 +292,19 @@ class WorkerPool:
             .remote(self.spec.num_cpus, self.spec.num_gpus)
         )
 
-    def replace(self, actor: Any) -> Any | None:
+    def replace(self, actor: Any, wait_started: bool = False) -> Any | None:
         """Kill ``actor`` and start another in its place; None if there is no room left.
 
         The dead worker's resources may take a moment to come back; a lost node's never
-        do, and its slot closes after ``REPLACE_SECONDS``.
+        do, and its slot closes after ``REPLACE_SECONDS``. With ``wait_started``, return
+        once the new worker has started (so that its first call's time is the fit's).
         """
         self.discard(actor)
         if _wait_for_free(self.spec, 1, REPLACE_SECONDS) < 1:
             return None
         new = self._new_actor()
+        if wait_started:
+            ray.wait([new.__ray_ready__.remote()], timeout=PLACEMENT_SECONDS)
         with self._actors_lock:
             self.actors.append(new)
         return new
