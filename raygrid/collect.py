@@ -57,6 +57,8 @@ class Collector:
         self.n_splits = tasks[-1].split + 1
         self.bar = progress.ProgressBar(False, len(tasks), self.n_splits)
         self._failed_in_a_row: list[str] = []
+        # The first (in scikit-learn's order) fit so far that must stop the search.
+        self._to_raise: FitRecord | None = None
 
     def resume_from_journal(self) -> list[Task]:
         """Take every journaled record of this search; return the tasks still to run.
@@ -112,6 +114,17 @@ class Collector:
             )
         for record in batch:
             self._handle(record)
+        self._raise_in_order()
+
+    def _raise_in_order(self) -> None:
+        """Raise the error that stops the search once every fit before it has finished.
+
+        scikit-learn fits in order and raises the first error it meets; fits run here in
+        parallel, so a later fit's error may arrive first.
+        """
+        first = self._to_raise
+        if first is not None and all(r is not None for r in self.records[: first.index]):
+            raise_from_worker(first.raised, first.raised_text)
 
     def _handle(self, record: FitRecord) -> None:
         task = self.tasks[record.index]
@@ -120,7 +133,9 @@ class Collector:
         deliver(record.callback_messages)
         record.warnings, record.callback_messages = [], []
         if record.raised_text is not None:
-            raise_from_worker(record.raised, record.raised_text)
+            if self._to_raise is None or record.index < self._to_raise.index:
+                self._to_raise = record
+            return
         self.bar.update(task.candidate - self.first_candidate, record)
         if self.verbose > 1:
             candidate = (task.candidate - self.first_candidate, self.n_candidates)
