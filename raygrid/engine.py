@@ -209,6 +209,8 @@ class RaySearchMixin(BaseSearchCV):
         )
         slot = execute.SlotSpec(num_cpus, num_gpus)
         capacity = execute.count_slots(slot.num_cpus, slot.num_gpus)
+        if self.n_jobs in (None, -1):
+            capacity = execute.default_slots(capacity)
         n_slots = validate.resolve_n_slots(self.n_jobs, capacity)
         with _SearchRun(self, slot, n_slots, data, routed) as run:
             # 3. The subclass decides which candidates to evaluate, in waves.

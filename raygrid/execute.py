@@ -131,6 +131,23 @@ def _start_or_join_siblings() -> bool:
     return True
 
 
+def default_slots(capacity: int) -> int:
+    """The slots a search takes when ``n_jobs`` is None or -1: all of ``capacity``, except
+    in a joblib worker, which gets joblib's budget for nested parallelism.
+
+    joblib gives each of its ``n_jobs`` workers ``cpu_count() // n_jobs`` threads
+    (``OMP_NUM_THREADS``); searches in sibling workers then run side by side on one Ray
+    instead of taking turns with every slot.
+    """
+    if multiprocessing.parent_process() is None:
+        return capacity
+    try:
+        budget = int(os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return capacity
+    return max(1, min(capacity, budget))
+
+
 def _use_auth_mode(mode: str) -> None:
     """Connect with Ray's token authentication as the sibling that started Ray did."""
     os.environ["RAY_AUTH_MODE"] = mode

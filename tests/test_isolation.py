@@ -1,5 +1,6 @@
 """Searches at once, searches inside Ray and joblib workers, and Ray sessions that change."""
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from compare import assert_cv_results_equal
 from estimators import FailingRidge, SlowRidge
 from sklearn.datasets import make_regression
 
-from raygrid import RayGridSearchCV, pool
+from raygrid import RayGridSearchCV, execute, pool
 from raygrid.execute import release_workers
 
 X, y = make_regression(n_samples=60, n_features=4, noise=1.0, random_state=0)
@@ -122,7 +123,7 @@ RESTART = textwrap.dedent(
     import ray
     from sklearn.datasets import make_regression
     from estimators import SlowRidge
-    from raygrid import RayGridSearchCV, pool
+    from raygrid import RayGridSearchCV, execute, pool
     from raygrid.execute import release_workers
 
     pool.IDLE_SECONDS = 1.0
@@ -176,6 +177,7 @@ CROSS_VAL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_cross_val_score_with_n_jobs_runs_on_one_ray(tmp_path):
     probes = tmp_path / "probes"
     probes.mkdir()
@@ -193,3 +195,14 @@ def test_cross_val_score_with_n_jobs_runs_on_one_ray(tmp_path):
     assert len(os.listdir(probes)) == 4 * (2 * 2 + 1)  # 4 searches: 2 × 2 fits + refit
     assert len(sessions) == 1, sessions
     print(f"cross_val_score(n_jobs=2) of 4 raygrid searches: {elapsed:.1f} s")
+
+
+def test_searches_in_joblib_workers_take_joblib_s_share_of_the_slots(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what joblib gives each of 2 workers on 2 CPUs
+    assert execute.default_slots(2) == 2  # not in a worker process
+    monkeypatch.setattr(multiprocessing, "parent_process", lambda: object())
+    assert execute.default_slots(2) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert execute.default_slots(2) == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert execute.default_slots(2) == 2
