@@ -482,6 +482,9 @@ def stage_job_dir(spec: SearchSpec, workdir: str | os.PathLike, spec_name: str) 
         doc.setdefault("output", {})["path"] = spec.output
     if "results_dir" in spec.search_params:  # the job's working directory is temporary
         doc["search"]["results_dir"] = spec.search_params["results_dir"]
+    for tracker in spec.search_params.get("tracking", []):
+        if hasattr(tracker, "logdir"):  # TensorBoard: absolute, like results_dir
+            doc["tracking"]["tensorboard_dir"] = str(tracker.logdir)
     target = workdir / spec_name
     target.write_text(dump_toml(doc), encoding="utf-8")
     return target

@@ -104,6 +104,9 @@ class Collector:
 
     def __call__(self, batch: list[FitRecord]) -> None:
         """Handle one batch of freshly finished fits."""
+        for record in batch:
+            if record.trained_in is not None:
+                record.trained_in = self.tasks[record.trained_in].candidate
         if self.journal is not None:
             self.journal.append(
                 [

@@ -50,12 +50,13 @@ from sklearn.utils import indexable
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_method_params, check_is_fitted
 
-from raygrid import execute, plan, progress, shipping, validate
+from raygrid import execute, plan, prefix, progress, quiet, shipping, validate
 from raygrid import journal as journal_lib
 from raygrid import results as results_tables
 from raygrid.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.collect import Collector, raise_from_worker, show_warnings
 from raygrid.record import FitRecord
+from raygrid.tracking import SearchStart, Tracker, TrackingSession
 from raygrid.worker import JournalTarget, SearchData, WaveData
 
 # raygrid's own options, shared by every search class: their defaults (used when a
@@ -68,6 +69,8 @@ RAY_OPTION_DEFAULTS: dict[str, Any] = {
     "results_dir": None,
     "max_consecutive_failures": None,
     "progress": "auto",
+    "share_prefixes": True,
+    "tracking": None,
     "fit_timeout": None,
 }
 RAY_OPTION_CONSTRAINTS: dict[str, list] = {
@@ -78,6 +81,8 @@ RAY_OPTION_CONSTRAINTS: dict[str, list] = {
     "results_dir": [str, os.PathLike, None],
     "max_consecutive_failures": [Interval(Integral, 1, None, closed="left"), None],
     "progress": ["boolean", StrOptions({"auto"})],
+    "share_prefixes": ["boolean"],
+    "tracking": [Tracker, list, None],
     "fit_timeout": [Interval(Real, 0, None, closed="neither"), None],
 }
 
@@ -119,6 +124,19 @@ class RaySearchMixin(BaseSearchCV):
         A progress bar on the driver (fits done, failures, ETA, best mean score so far):
         ``'auto'`` shows it when stderr is a terminal or in a notebook. It never
         changes what ``verbose`` prints.
+    share_prefixes : bool, default=True
+        Fits of one split that differ only in a training-length parameter (``epochs``
+        of raygrid.keras, ``n_estimators`` of scikit-learn's forests and gradient
+        boosting, or any estimator implementing the protocol of :mod:`raygrid.prefix`)
+        are trained once, to the largest value, and scored at each smaller one on the
+        way: the same ``cv_results_`` bit for bit, for the training cost of the largest
+        fits alone. Only where that equivalence is exact; ``False`` fits each alone.
+    tracking : Tracker or list of Tracker, default=None
+        Experiment trackers the search is logged to as fits finish, from the driver
+        (:class:`~raygrid.tracking.MLflowTracker`,
+        :class:`~raygrid.tracking.TensorBoardTracker`); where each logged it is in the
+        fitted ``tracking_``. A tracker that fails costs one
+        :class:`~raygrid.tracking.TrackingWarning`, never the search's results.
     fit_timeout : float, default=None
         Seconds one fit (of one candidate on one split) may run. A fit still running
         then is stopped (its Ray worker is killed and replaced) and fails under
@@ -197,6 +215,7 @@ class RaySearchMixin(BaseSearchCV):
         # 2. A Ray session, warm workers, and the search's data in the object store once.
         if not execute.connect(self._ray_option("ray_address")):
             shipping.ship_local_modules(self.estimator, scorers, routed)
+        quiet.install(show_all=self.verbose >= 10)  # framework start-up lines too
         data = SearchData(
             estimator=clone(self.estimator),
             X=X,
@@ -212,7 +231,8 @@ class RaySearchMixin(BaseSearchCV):
         if self.n_jobs in (None, -1):
             capacity = execute.default_slots(capacity)
         n_slots = validate.resolve_n_slots(self.n_jobs, capacity)
-        with _SearchRun(self, slot, n_slots, data, routed) as run:
+        tracking = TrackingSession.from_option(self._ray_option("tracking"))
+        with _SearchRun(self, slot, n_slots, data, routed, tracking) as run:
             # 3. The subclass decides which candidates to evaluate, in waves.
             if "callback_ctx" in signature(self._run_search).parameters:
                 self._run_search(run.evaluate_candidates, callback_ctx=root_ctx)
@@ -240,6 +260,8 @@ class RaySearchMixin(BaseSearchCV):
         self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
         self.cv_results_ = results
         self.tasks_ = run.tasks_frame()
+        if tracking is not None:
+            self.tracking_ = tracking.end(self)
         root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
         return self
 
@@ -305,7 +327,7 @@ class _SearchRun:
     has passed its checks; leaving the ``with`` block releases the pool.
     """
 
-    def __init__(self, search, slot, n_slots, data, routed) -> None:
+    def __init__(self, search, slot, n_slots, data, routed, tracking=None) -> None:
         self.search = search
         self.slot = slot
         self.pool: execute.WorkerPool | None = None
@@ -323,16 +345,35 @@ class _SearchRun:
         # With callbacks anywhere (search or estimator), fits run in callback contexts.
         self.with_callbacks = bool(callbacks)
         self.listeners = listener_handles(callbacks)
+        # A halving search over a training-length resource continues each survivor's
+        # fits from the states the previous iteration kept (see raygrid.prefix).
+        self.continued: str | None = None
+        self.states: dict[tuple, tuple[int, Any]] = {}
         self.token = uuid.uuid4().hex
         _searches_in_fit[self.token] = search
         self.journal = self._open_journal()
+        self.tracking: TrackingSession | None = tracking
+        if tracking is not None:
+            directory = search._ray_option("results_dir")
+            tracking.start(
+                SearchStart(
+                    search,
+                    data.X,
+                    data.y,
+                    n_slots,
+                    getattr(self, "search_key", None),
+                    None if directory is None else os.path.abspath(directory),
+                )
+            )
 
     def __enter__(self) -> _SearchRun:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         if self.pool is not None:
             self.pool.release()
+        if exc is not None and self.tracking is not None:
+            self.tracking.abort(exc)
 
     def _start(self) -> None:
         if self.pool is None:
@@ -406,8 +447,17 @@ class _SearchRun:
             search._ray_option("max_consecutive_failures"),
         )
         to_run = collect.resume_from_journal()
+        on_records = collect
+        if self.tracking is not None:
+            self.tracking.fits(tasks, [r for r in collect.records if r is not None])
+
+            def on_records(batch: list[FitRecord]) -> None:
+                collect(batch)
+                self.tracking.fits(tasks, batch)
+
         collect.show_progress(search._ray_option("progress"))
-        n_slots = max(1, min(self.n_slots, len(to_run)))
+        units = self._units(to_run)
+        n_slots = max(1, min(self.n_slots, len(units)))
         pre_dispatch = getattr(search, "pre_dispatch", "2*n_jobs")
         max_in_flight = validate.resolve_pre_dispatch(pre_dispatch, n_slots, len(tasks))
         self._start()
@@ -416,15 +466,22 @@ class _SearchRun:
                 self.pool,
                 n_slots,
                 (self.data_ref, ray.put(wave)),
-                plan.submission_order(to_run),
+                plan.submission_order(units),
                 max_in_flight=max_in_flight,
                 max_retries=search._ray_option("max_retries"),
-                on_records=collect,
+                on_records=on_records,
                 fit_timeout=search._ray_option("fit_timeout"),
                 on_timeout=self._timed_out(splits),
             )
         finally:
             collect.close()
+        if self.continued is not None:
+            param = self.continued
+            self.states = {
+                plan.prefix_key(task, param): (task.params[param], record.state)
+                for task, record in zip(tasks, collect.records, strict=True)
+                if record.state is not None
+            }
         return collect.records
 
     def _timed_out(self, splits) -> Any:
@@ -457,6 +514,19 @@ class _SearchRun:
             )
 
         return record
+
+    def _units(self, tasks: list[plan.Task]) -> list:
+        """How the wave's tasks are run: alone, sharing prefixes, or continuing fits."""
+        search = self.search
+        if not search._ray_option("share_prefixes") or self.with_callbacks or not tasks:
+            return tasks
+        resource = getattr(search, "resource", "n_samples")
+        if resource != "n_samples":
+            param = prefix.shared_param(search.estimator, tasks[0].params)
+            if param == resource and prefix.can_resume(search.estimator, tasks[0].params, param):
+                self.continued = resource
+                return plan.continue_fits(tasks, resource, self.states)
+        return plan.share_prefixes(tasks, search.estimator)
 
     def refit(self, params: dict[str, Any], refit_ctx: Any) -> tuple[Any, float]:
         """Fit the best candidate on all the data in a slot; (estimator, refit time)."""

@@ -26,11 +26,13 @@ from typing import Any
 
 import ray
 
-from raygrid.plan import Task
+from raygrid import quiet, teardown
+from raygrid.plan import PrefixGroup, Task
 from raygrid.pool import (  # noqa: F401  (re-exported: the names callers know)
     SlotSpec,
     WorkerPool,
     count_slots,
+    live_workers,
     release_workers,
 )
 from raygrid.record import FitRecord
@@ -71,14 +73,17 @@ def connect(address: str | None) -> bool:
                 f"{current!r}. Call ray.shutdown() first, or leave ray_address unset to use "
                 "that cluster."
             )
+        quiet.install()
         return current in _own_sessions
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         _check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING)
+        quiet.install()
         return False
     if _join_parents_ray() or _start_or_join_siblings():
-        return False
+        quiet.install()
+        return ray.get_runtime_context().gcs_address in _own_sessions
     start_local()
     # Child processes (subprocesses, joblib workers) search on this Ray, not their own.
     os.environ[PARENT_RAY_ENV] = ray.get_runtime_context().gcs_address
@@ -197,6 +202,8 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwar
         **kwargs,
     )
     _own_sessions.add(ray.get_runtime_context().gcs_address)
+    quiet.install()
+    teardown.local_ray_started(live_workers)
 
 
 def _check_reachable(address: str) -> None:
@@ -260,7 +267,7 @@ def run_tasks(
     pool: WorkerPool,
     n_slots: int,
     refs: tuple[ray.ObjectRef, ray.ObjectRef],
-    tasks: Iterable[Task],
+    tasks: Iterable[Task | PrefixGroup],
     *,
     max_in_flight: int,
     max_retries: int,
@@ -365,7 +372,8 @@ class _Scheduler:
         for ref in [r for r, deadline in self.deadlines.items() if deadline <= now]:
             slot, actor, batch = self.in_flight.pop(ref)
             del self.deadlines[ref]
-            records = [self.on_timeout(task, self.fit_timeout) for task in batch]
+            tasks = [t for u in batch for t in (u.tasks if isinstance(u, PrefixGroup) else [u])]
+            records = [self.on_timeout(task, self.fit_timeout) for task in tasks]
             for record in records:
                 record.attempts = self.attempts.get(record.index, 0) + 1
             if self.slots.get(slot) is actor:
@@ -389,24 +397,27 @@ class _Scheduler:
             ref = (
                 self.slots[slot]
                 .run.options(name=name)
-                .remote(*self.refs, [self._task_tuple(t) for t in batch])
+                .remote(*self.refs, [unit.payload for unit in batch], self._attempt_of(batch))
             )
             self.in_flight[ref] = (slot, self.slots[slot], batch)
             if self.fit_timeout is not None:
                 self.deadlines[ref] = time.monotonic() + self.fit_timeout
             self.busy[slot] += 1
 
-    def _task_tuple(self, task: Task) -> tuple[int, dict, int, int]:
-        return task.index, task.params, task.split, self.attempts.get(task.index, 0) + 1
+    def _attempt_of(self, batch: list) -> dict[int, int]:
+        """Which attempt this call is of each task of ``batch`` (journaled by the worker)."""
+        return {i: self.attempts.get(i, 0) + 1 for unit in batch for i in unit.indices}
 
-    def _lost(self, slot: int, actor: Any, batch: list[Task], error: Exception) -> None:
+    def _lost(self, slot: int, actor: Any, batch: list, error: Exception) -> None:
         """A worker died with ``batch`` queued or running on it: retry it elsewhere."""
-        for task in batch:
-            self.attempts[task.index] = self.attempts.get(task.index, 0) + 1
-            if self.attempts[task.index] > self.max_retries:
+        for unit in batch:
+            for index in unit.indices:
+                self.attempts[index] = self.attempts.get(index, 0) + 1
+            if self.attempts[unit.index] > self.max_retries:
+                task = unit.tasks[-1] if isinstance(unit, PrefixGroup) else unit
                 raise RuntimeError(
                     f"The fit of candidate {task.candidate} {task.params}, split {task.split} "
-                    f"was lost {self.attempts[task.index]} times with its Ray worker "
+                    f"was lost {self.attempts[unit.index]} times with its Ray worker "
                     f"(max_retries={self.max_retries}); last cause: {describe_loss(error)}."
                 ) from error
         self.queue.extendleft(reversed(batch))

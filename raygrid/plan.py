@@ -1,9 +1,10 @@
-"""Expand a parameter grid and a list of CV splits into fit tasks.
+"""Turn a wave's candidates and CV splits into the units of work sent to workers.
 
-A :class:`Task` is one (candidate, split) pair: the unit of work that a Ray worker fits
-and scores. Tasks are numbered candidate-major, exactly like scikit-learn iterates
+A :class:`Task` is one (candidate, split) pair: one fit and its scores. Tasks are
+numbered candidate-major, exactly like scikit-learn iterates
 ``product(candidates, splits)``, so results can be put back in scikit-learn's order
-whatever order they finish in.
+whatever order they finish in. Tasks that differ only in a training-length parameter on
+the same split become one :class:`PrefixGroup`, trained once (see :mod:`raygrid.prefix`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 from typing import Any
+
+import joblib
+
+from raygrid.prefix import shared_param
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,123 @@ class Task:
         """Readable name shown by the Ray dashboard."""
         shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))
         return f"raygrid fit [{shown}] split {self.split}"
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """The tasks this unit of work runs (itself)."""
+        return (self.index,)
+
+    @property
+    def payload(self) -> tuple:
+        """What the worker is sent: ``(split, [(index, params)], shared, resume, keep)``.
+
+        ``shared`` names the training-length parameter of a :class:`PrefixGroup`,
+        ``resume`` a fitted state to continue from, and ``keep`` asks the worker to keep
+        the final state for a later wave (None, None, False for a plain task).
+        """
+        return (self.split, [(self.index, self.params)], None, None, False)
+
+
+@dataclass(frozen=True)
+class PrefixGroup:
+    """Tasks of one split that differ only in ``param``, trained as one fit.
+
+    A group may hold a single task when it continues a fit of an earlier wave (a halving
+    iteration with a training-length resource).
+
+    Attributes
+    ----------
+    tasks : tuple of Task
+        Sorted by ascending ``param`` value; the last one's fit is the one trained.
+    param : str
+        The training-length parameter (e.g. ``epochs``, ``rf__n_estimators``).
+    resume : ray.ObjectRef or None
+        A fitted state of the same candidate and split, trained to a smaller value in an
+        earlier wave, to continue from.
+    keep : bool
+        Whether the worker keeps the final state in Ray's object store for a later wave.
+    """
+
+    tasks: tuple[Task, ...]
+    param: str
+    resume: Any = None
+    keep: bool = False
+
+    @property
+    def index(self) -> int:
+        return self.tasks[0].index
+
+    @property
+    def split(self) -> int:
+        return self.tasks[0].split
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters of the fit actually trained (the largest value's)."""
+        return self.tasks[-1].params
+
+    @property
+    def name(self) -> str:
+        values = ", ".join(str(t.params[self.param]) for t in self.tasks)
+        return f"{self.tasks[-1].name} scored at {self.param}={values}"
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(t.index for t in self.tasks)
+
+    @property
+    def payload(self) -> tuple:
+        members = [(t.index, t.params) for t in self.tasks]
+        return (self.split, members, self.param, self.resume, self.keep)
+
+
+def prefix_key(task: Task, param: str) -> tuple:
+    """What identifies a task's training apart from ``param``: its split and other params."""
+    return (task.split, joblib.hash({k: v for k, v in task.params.items() if k != param}))
+
+
+def continue_fits(
+    tasks: list[Task], param: str, states: dict[tuple, tuple[int, Any]]
+) -> list[PrefixGroup]:
+    """A halving wave's tasks, each continuing the state an earlier wave left, if any.
+
+    ``states`` maps :func:`prefix_key` to ``(value, state)`` kept by the previous wave;
+    a task continues a state trained to a smaller value of ``param``, and keeps its own
+    final state for the next wave.
+    """
+    units = []
+    for task in tasks:
+        known = states.get(prefix_key(task, param))
+        resume = known[1] if known is not None and known[0] < task.params[param] else None
+        units.append(PrefixGroup((task,), param, resume=resume, keep=True))
+    return units
+
+
+def share_prefixes(tasks: list[Task], estimator: Any) -> list[Task | PrefixGroup]:
+    """Group the tasks that differ only in a shareable training-length parameter.
+
+    Tasks keep their order otherwise; a group stands where its first task stood.
+    """
+    groups: dict[tuple, list[Task]] = {}
+    order: list[tuple] = []
+    for task in tasks:
+        param = shared_param(estimator, task.params)
+        rest = {k: v for k, v in task.params.items() if k != param}
+        key = (task.split, param, joblib.hash(rest)) if param else (task.index,)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(task)
+    units: list[Task | PrefixGroup] = []
+    for key in order:
+        members = groups[key]
+        values = {t.params.get(key[1]) for t in members} if len(members) > 1 else set()
+        if len(values) == len(members) > 1:
+            members.sort(key=lambda t: t.params[key[1]])
+            units.append(PrefixGroup(tuple(members), key[1]))
+        else:
+            units.extend(members)
+    return units
 
 
 def plan_tasks(
@@ -79,7 +201,7 @@ def expected_cost(params: dict[str, Any]) -> float:
     return cost
 
 
-def submission_order(tasks: list[Task]) -> list[Task]:
+def submission_order(tasks: list[Task | PrefixGroup]) -> list[Task | PrefixGroup]:
     """Tasks sorted longest-expected first; ties keep scikit-learn's order."""
     return sorted(tasks, key=lambda t: (-expected_cost(t.params), t.index))
 

@@ -17,6 +17,7 @@ import math
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,8 @@ class WorkerPool:
     """
 
     _idle: list[WorkerPool] = []
+    # Every pool of this process, idle or in use (for a quick exit).
+    _live: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
     _session: tuple[str, str] | None = None
     _lock = threading.RLock()
     # Placements are made one search at a time, so each sees what the previous took.
@@ -116,6 +119,7 @@ class WorkerPool:
         # Why workers died while starting, for the error when none starts.
         self.start_failures: list[BaseException] = []
         self._actors_lock = threading.Lock()
+        WorkerPool._live.add(self)
 
     @classmethod
     def acquire(cls, spec: SlotSpec, size: int) -> WorkerPool:
@@ -393,6 +397,11 @@ def _kill_idle_pools() -> bool:
         for pool in pools:
             pool.shutdown()
     return bool(pools)
+
+
+def live_workers() -> list[Any]:
+    """The worker actors of every pool of this process, idle or in use."""
+    return [actor for pool in list(WorkerPool._live) for actor in pool.actors]
 
 
 def release_workers() -> None:

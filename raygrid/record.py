@@ -50,6 +50,14 @@ class FitRecord:
     node_id, pid, gpu_ids, worker_rss : where it ran and the worker's memory after it.
     attempts : int
         1 + the times the fit was lost with its worker and run again.
+    trained_in : int or None
+        With prefix sharing, the task whose training this fit was scored on the way
+        through: its index in the wave as the worker reports it, its candidate once the
+        driver has it (None: trained on its own).
+    continued_from : int or None
+        In a halving search over a training-length resource, the value an earlier
+        iteration trained this candidate's fit to, which this fit trained on from (None:
+        trained from the start).
     resumed : bool
         Read back from a ``results_dir`` journal instead of run.
     fit_info : dict
@@ -66,6 +74,8 @@ class FitRecord:
         Transient: ``(listener address, message)`` sent by scikit-learn callbacks.
     journaled : bool
         Transient: the worker already wrote the record to the search's journal.
+    state : ray.ObjectRef or None
+        Transient: the fitted estimator, kept for a later wave to train on from.
     """
 
     index: int
@@ -82,6 +92,8 @@ class FitRecord:
     gpu_ids: list[str] = field(default_factory=list)
     worker_rss: int | None = None
     attempts: int = 1
+    trained_in: int | None = None
+    continued_from: int | None = None
     resumed: bool = False
     fit_info: dict[str, Any] = field(default_factory=dict)
     raised: BaseException | None = None
@@ -89,6 +101,7 @@ class FitRecord:
     warnings: list[tuple] = field(default_factory=list)
     callback_messages: list[tuple] = field(default_factory=list)
     journaled: bool = False
+    state: Any = None
 
     @property
     def failed(self) -> bool:
@@ -124,6 +137,8 @@ class FitRecord:
             "pid": self.pid,
             "worker_rss": self.worker_rss,
             "attempts": int(self.attempts),
+            "trained_in": self.trained_in,
+            "continued_from": self.continued_from,
             "fit_info": _dump(self.fit_info),
         }
 
@@ -145,6 +160,8 @@ class FitRecord:
             pid=row["pid"],
             worker_rss=row["worker_rss"],
             attempts=row["attempts"],
+            trained_in=row["trained_in"],
+            continued_from=row["continued_from"],
             resumed=True,
             fit_info=_load(row["fit_info"]) or {},
         )
@@ -165,6 +182,8 @@ ROW_TYPES = {
     "pid": "int64",
     "worker_rss": "int64",
     "attempts": "int64",
+    "trained_in": "int64",
+    "continued_from": "int64",
     "fit_info": "string",
 }
 

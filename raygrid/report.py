@@ -216,12 +216,30 @@ def _axis(search: SearchResults, name: str) -> _Axis:
         order = list(dict.fromkeys(_label(v) for v in numbers))
         if column.isna().any():
             return _Axis(name, labels, [*order, "None"], None, False)
-        log = numbers[0] > 0 and numbers[-1] / numbers[0] >= 100
-        return _Axis(name, labels, order, numbers, log)
+        return _Axis(name, labels, order, numbers, _log_scale(numbers))
     present = set(labels)
     order = [label for label in _grid_order(search.summary, name) if label in present]
     order += sorted(present - set(order), key=lambda s: (s == "None", s))
     return _Axis(name, labels, order, None, False)
+
+
+def _log_scale(numbers: list[float]) -> bool:
+    """Whether sorted distinct values read better on a log axis.
+
+    Positive values spanning a decade or more (learning rates 0.001 and 0.01, alphas
+    0.1 to 100) do, unless they are evenly spaced on a linear scale (depths 1 to 10):
+    with three values or more, the spacing (linear or logarithmic) whose steps vary
+    least wins.
+    """
+    if numbers[0] <= 0 or numbers[-1] / numbers[0] < 10:
+        return False
+    if len(numbers) < 3:
+        return True
+    return _unevenness(np.diff(np.log(numbers))) <= _unevenness(np.diff(numbers))
+
+
+def _unevenness(steps: np.ndarray) -> float:
+    return float(np.std(steps) / np.mean(steps))
 
 
 def _scores(search: SearchResults, metric: str, names: Sequence[str]) -> pd.DataFrame:

@@ -37,8 +37,11 @@ def tasks_frame(
     candidate, e.g. a halving search's ``iter`` and ``n_resources``), ``test_<metric>``
     (and ``train_<metric>``), ``fit_time``, ``score_time``, ``start_time``, ``end_time``
     (UTC timestamps), ``node_id``, ``gpu_ids``, ``pid``, ``worker_rss`` (the worker's
-    resident memory in bytes right after the fit), ``attempts``, ``resumed`` (read back
-    from the journal instead of run), ``error`` (traceback text, or None), and one column
+    resident memory in bytes right after the fit), ``attempts``, ``trained_with`` (the
+    candidate whose training this fit was scored on: itself, or with prefix sharing the
+    one trained to a larger value), ``continued_from`` (in a halving search over a
+    training-length resource, the value the previous iteration's fit was trained on from),
+    ``resumed`` (read back from the journal instead of run), ``error`` (traceback text, or None), and one column
     per fitted fact the estimators reported (``n_iter``, ``best_epoch``, ``loss_curve``,
     ...; see :data:`raygrid.record.FIT_INFO_ATTRIBUTES`).
     """
@@ -66,6 +69,8 @@ def tasks_frame(
             pid=record.pid,
             worker_rss=record.worker_rss,
             attempts=record.attempts,
+            trained_with=task.candidate if record.trained_in is None else record.trained_in,
+            continued_from=record.continued_from,
             resumed=record.resumed,
             error=record.fit_error,
             **record.fit_info,

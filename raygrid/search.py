@@ -42,7 +42,7 @@ error_score, return_train_score
         running at once (``None`` or ``-1``: as many as the cluster's resources allow);
         ``verbose`` lines are printed by the driver as fits finish.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, fit_timeout
+max_consecutive_failures, progress, share_prefixes, tracking, fit_timeout
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -56,6 +56,9 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         One row per (candidate, split) fit: scores, times, where it ran (node, GPU ids,
         pid, worker memory), attempts, errors and the estimator's fitted facts
         (``n_iter``, ``best_epoch``, ...); see :func:`raygrid.results.tasks_frame`.
+    tracking_ : dict
+        Set when ``tracking`` names trackers: where each logged the search, by tracker
+        name (``"mlflow"``: run and experiment ids; ``"tensorboard"``: the log directory).
 
     See Also
     --------
@@ -97,6 +100,8 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         results_dir=None,
         max_consecutive_failures=None,
         progress="auto",
+        share_prefixes=True,
+        tracking=None,
         fit_timeout=None,
     ):
         super().__init__(
@@ -118,6 +123,8 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         self.results_dir = results_dir
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
+        self.share_prefixes = share_prefixes
+        self.tracking = tracking
         self.fit_timeout = fit_timeout
 
 
@@ -134,7 +141,7 @@ class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
 pre_dispatch, random_state, error_score, return_train_score
         As for :class:`~sklearn.model_selection.RandomizedSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, fit_timeout
+max_consecutive_failures, progress, share_prefixes, tracking, fit_timeout
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -188,6 +195,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         results_dir=None,
         max_consecutive_failures=None,
         progress="auto",
+        share_prefixes=True,
+        tracking=None,
         fit_timeout=None,
     ):
         super().__init__(
@@ -211,6 +220,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.results_dir = results_dir
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
+        self.share_prefixes = share_prefixes
+        self.tracking = tracking
         self.fit_timeout = fit_timeout
 
 
@@ -229,7 +240,7 @@ aggressive_elimination, cv, scoring, refit, error_score, return_train_score, \
 random_state, n_jobs, verbose
         As for :class:`~sklearn.model_selection.HalvingGridSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, fit_timeout
+max_consecutive_failures, progress, share_prefixes, tracking, fit_timeout
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -288,6 +299,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         results_dir=None,
         max_consecutive_failures=None,
         progress="auto",
+        share_prefixes=True,
+        tracking=None,
         fit_timeout=None,
     ):
         super().__init__(
@@ -314,6 +327,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.results_dir = results_dir
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
+        self.share_prefixes = share_prefixes
+        self.tracking = tracking
         self.fit_timeout = fit_timeout
 
 
@@ -331,7 +346,7 @@ min_resources, aggressive_elimination, cv, scoring, refit, error_score, \
 return_train_score, random_state, n_jobs, verbose
         As for :class:`~sklearn.model_selection.HalvingRandomSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, fit_timeout
+max_consecutive_failures, progress, share_prefixes, tracking, fit_timeout
         raygrid's options; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -392,6 +407,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         results_dir=None,
         max_consecutive_failures=None,
         progress="auto",
+        share_prefixes=True,
+        tracking=None,
         fit_timeout=None,
     ):
         super().__init__(
@@ -419,4 +436,6 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.results_dir = results_dir
         self.max_consecutive_failures = max_consecutive_failures
         self.progress = progress
+        self.share_prefixes = share_prefixes
+        self.tracking = tracking
         self.fit_timeout = fit_timeout

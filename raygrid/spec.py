@@ -23,6 +23,11 @@ A spec names the estimator, the search's settings, the data and where results go
     [output]
     path = "results/run1"                        # a directory, or s3://, gs://, hdfs://, ...
 
+    [tracking]                                   # optional: raygrid.tracking
+    uri = "http://127.0.0.1:5000"                # MLflow (with experiment, run_name, tags)
+    experiment = "seed"
+    # tensorboard_dir = "runs/seed"              # TensorBoard HParams summaries
+
 ``[search]`` takes ``param_grid``, ``cv``, ``scoring``, ``refit``, ``n_jobs``,
 ``pre_dispatch``, ``error_score``, ``return_train_score``, ``num_cpus_per_task``,
 ``num_gpus_per_task``, ``max_retries`` and ``verbose``, as
@@ -90,6 +95,7 @@ _SECTIONS = {
     "search": "the search's settings",
     "data": "the data to fit",
     "output": "where results are written",
+    "tracking": "experiment trackers the search is logged to",
 }
 _ESTIMATOR_KEYS = ("class", "params")
 _SEARCH_KEYS = (
@@ -144,6 +150,7 @@ SEARCH_KINDS = {
 _KIND_KEYS = tuple(sorted({k for _, keys in SEARCH_KINDS.values() for k in keys}))
 _DATA_KEYS = ("path", "format", "target", "features", "groups", "generator", "dataset", "args")
 _OUTPUT_KEYS = ("path",)
+_TRACKING_KEYS = ("uri", "experiment", "run_name", "tags", "tensorboard_dir")
 _MISSING = object()
 
 
@@ -423,11 +430,14 @@ class _Checker:
         search = self.table(doc, "search", required=True)
         data = self.table(doc, "data", required=True)
         output = self.table(doc, "output", required=False)
+        tracking = self.table(doc, "tracking", required=False)
 
         estimator_class, estimator_params = (
             self.check_estimator(estimator) if estimator is not None else (None, {})
         )
         search_params = self.check_search(search) if search is not None else {}
+        if tracking is not None:
+            search_params["tracking"] = self.check_tracking(tracking)
         data_spec = self.check_data(data) if data is not None else None
         output_path = self.check_output(output) if output is not None else None
         self.raise_if_failed()
@@ -977,6 +987,29 @@ class _Checker:
             self.fail("[data].features", "at least one feature column besides target and groups")
 
     # -- [output] -------------------------------------------------------------------
+
+    def check_tracking(self, table: dict) -> list[Any]:
+        """``[tracking]``: MLflow when any MLflow key is set, TensorBoard when its dir is."""
+        from raygrid.tracking import MLflowTracker, TensorBoardTracker
+
+        self.unknown_keys(table, _TRACKING_KEYS, "[tracking]")
+        for key in ("uri", "experiment", "run_name", "tensorboard_dir"):
+            if key in table and (not isinstance(table[key], str) or not table[key]):
+                self.fail(f"[tracking].{key}", "a non-empty string", table[key])
+        tags = table.get("tags", {})
+        if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+            self.fail("[tracking].tags", 'a table of strings, e.g. { team = "vision" }', tags)
+        trackers: list[Any] = []
+        mlflow_keys = {
+            k: table[k] for k in ("uri", "experiment", "run_name", "tags") if k in table
+        }
+        if mlflow_keys:
+            trackers.append(MLflowTracker(**mlflow_keys))
+        if "tensorboard_dir" in table:
+            trackers.append(TensorBoardTracker(os.path.abspath(table["tensorboard_dir"])))
+        if not trackers:
+            self.fail("[tracking]", "empty; set uri/experiment (MLflow) or tensorboard_dir")
+        return trackers
 
     def check_output(self, table: dict) -> str | None:
         self.unknown_keys(table, _OUTPUT_KEYS, "[output]")

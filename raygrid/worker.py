@@ -2,14 +2,18 @@
 
 Nothing here imports from the driver side. A :class:`FitWorker` lives in one Ray worker
 process for many fits (so TensorFlow and friends are imported once per process); the
-driver hands it the search's shared data once (as an object reference) and then batches
-of plain task tuples. User errors never escape as exceptions: they come back inside the
-task's record, and the driver decides what ``error_score`` makes of them.
+driver hands it the search's shared data once and each wave's splits once (as object
+references), then batches of plain task tuples. Each fit is scikit-learn's own
+``_fit_and_score``, so slicing, fit params, scoring, ``error_score`` and callbacks behave
+exactly as in ``GridSearchCV``. User errors never escape as exceptions: they come back
+inside the task's :class:`~raygrid.record.FitRecord`, and the driver decides what
+``error_score`` makes of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import pickle
@@ -24,9 +28,11 @@ import psutil
 import ray
 from ray import cloudpickle as ray_pickle
 from sklearn.base import clone
-from sklearn.model_selection._validation import _fit_and_score
+from sklearn.model_selection._validation import _fit_and_score, _score
+from sklearn.utils.metaestimators import _safe_split
+from sklearn.utils.validation import _check_method_params, _num_samples
 
-from raygrid import gpu_memory
+from raygrid import gpu_memory, prefix, quiet
 from raygrid.callbacks import Relay
 from raygrid.journal import write_rows
 from raygrid.record import FitRecord, fit_info
@@ -154,6 +160,138 @@ def fit_and_score(
     return record
 
 
+_END = object()
+
+
+def fit_and_score_prefixes(
+    data: SearchData,
+    split: tuple[np.ndarray, np.ndarray],
+    members: list[tuple[int, dict[str, Any]]],
+    shared: str,
+    resume: Any = None,
+    keep: bool = False,
+) -> list[FitRecord]:
+    """Train once to the largest value of ``shared``; score each member on the way.
+
+    The members' parameters differ only in ``shared`` and are sorted by it. Each record
+    is what ``_fit_and_score`` would give for that member alone; its ``fit_time`` is the
+    training time until its value was reached. ``resume`` is a fitted state of the same
+    candidate at a smaller value to train on from; with ``keep``, the last record
+    carries the final state (in Ray's object store) for a later wave to resume.
+    """
+    train, test = split
+    values = [params[shared] for _, params in members]
+    if resume is None:
+        estimator, continued_from = clone(data.estimator), None
+    else:
+        estimator, continued_from = resume, resume.get_params()[shared]
+    estimator.set_params(**clone(members[-1][1], safe=False))
+    X_train, y_train = _safe_split(estimator, data.X, data.y, train)
+    X_test, y_test = _safe_split(estimator, data.X, data.y, test, train)
+    fit_params = _check_method_params(data.X, params=data.fit_params, indices=train)
+    scoring = {
+        "train": _check_method_params(data.X, params=data.score_params, indices=train),
+        "test": _check_method_params(data.X, params=data.score_params, indices=test),
+    }
+    records: list[FitRecord] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start, scoring_time = time.time(), 0.0
+        steps = prefix.fit_prefixes(
+            estimator, shared, values, X_train, y_train, fit_params, resume=resume is not None
+        )
+        for position, (index, _) in enumerate(members):
+            try:
+                if next(steps, _END) is _END:
+                    raise RuntimeError(f"prefix_fit stopped before {shared}={values[position]}")
+            except Exception as exc:
+                fit_time = time.time() - start - scoring_time
+                records += [_failed(data, i, fit_time, exc) for i, _ in members[position:]]
+                break
+            except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt, SystemExit from fit)
+                records.append(_raised(index, time.time() - start - scoring_time, exc))
+                break
+            fit_time = time.time() - start - scoring_time
+            try:
+                record = _score_prefix(
+                    data, estimator, (X_test, y_test), (X_train, y_train), scoring
+                )
+            except Exception as exc:  # what _fit_and_score lets through: the search stops
+                record = _raised(index, fit_time, exc)
+            record.index, record.fit_time = index, fit_time
+            record.trained_in = members[-1][0] if len(members) > 1 else None
+            record.continued_from = continued_from
+            scoring_time += record.score_time
+            records.append(record)
+            if record.raised_text is not None:
+                break
+    records[-1].warnings = _portable_warnings(caught)
+    if keep and len(records) == len(members) and not any(r.failed for r in records):
+        records[-1].state = ray.put(estimator)
+    return records
+
+
+def _resumable(ref: Any) -> Any:
+    """The fitted state behind ``ref``, or None when it is gone (its worker was lost)."""
+    if ref is None:
+        return None
+    try:
+        return ray.get(ref, timeout=60)
+    except (ray.exceptions.RayError, TimeoutError):
+        return None  # trained from the start instead: the same result, only slower
+
+
+def _score_prefix(data: SearchData, estimator: Any, test: tuple, train: tuple, scoring: dict):
+    """Score ``estimator`` as ``_fit_and_score`` does after a successful fit."""
+    start = time.time()
+    test_scores = _score(estimator, *test, data.scorer, scoring["test"], data.error_score)
+    score_time = time.time() - start
+    train_scores = None
+    if data.return_train_score:
+        train_scores = _score(estimator, *train, data.scorer, scoring["train"], data.error_score)
+    return FitRecord(
+        index=-1,
+        test_scores=_plain_scores(test_scores),
+        train_scores=_plain_scores(train_scores),
+        fit_time=0.0,
+        score_time=score_time,
+        n_test_samples=_num_samples(test[0]),
+        fit_info=fit_info(estimator),
+    )
+
+
+def _failed(data: SearchData, index: int, fit_time: float, exc: Exception) -> FitRecord:
+    """A member whose value the shared training never reached, as scikit-learn records it."""
+    if data.error_score == "raise":
+        return _raised(index, fit_time, exc)
+    error = data.error_score
+    scores = (
+        dict.fromkeys(data.scorer._scorers, error) if hasattr(data.scorer, "_scorers") else error
+    )
+    return FitRecord(
+        index=index,
+        test_scores=scores,
+        train_scores=(dict(scores) if isinstance(scores, dict) else scores)
+        if data.return_train_score
+        else None,
+        fit_time=fit_time,
+        score_time=0.0,
+        fit_error=traceback.format_exc(),
+    )
+
+
+def _raised(index: int, fit_time: float, exc: BaseException) -> FitRecord:
+    """A record carrying the exception the driver must re-raise (call in ``except``)."""
+    return FitRecord(
+        index=index,
+        test_scores=math.nan,
+        fit_time=fit_time,
+        score_time=0.0,
+        raised=_portable(exc),
+        raised_text=traceback.format_exc(),
+    )
+
+
 def _plain_scores(scores: Any) -> Any:
     """NumPy scalars as Python floats, so records pickle and journal as plain data."""
     if isinstance(scores, dict):
@@ -260,6 +398,7 @@ class FitWorker:
         self._caller: Any = None
         self._contexts: list = []
         self._fits = 0
+        self._gpu_check = quiet.GpuCheck(num_gpus)
 
     def _load(self, data_ref: list) -> SearchData:
         key = data_ref[0].hex()
@@ -289,8 +428,16 @@ class FitWorker:
             return {}
         return {"caller": self._caller, "callback_ctx": self._contexts[index]}
 
-    def run(self, data_ref: list, wave_ref: list, tasks: list[tuple[int, dict, int, int]]) -> list:
-        """Fit and score each ``(index, params, split, attempt)`` of the wave; one record each.
+    def run(
+        self, data_ref: list, wave_ref: list, units: list[tuple], attempts: dict | None = None
+    ) -> list:
+        """Fit and score each unit of the wave; one record per task.
+
+        A unit is ``(split, [(index, params), ...], shared, resume, keep)``: one task when
+        ``shared`` is None, else tasks differing only in the training-length parameter
+        ``shared``, trained once (see :mod:`raygrid.prefix`), from the state ``resume``
+        if given, keeping the final state in Ray's object store if ``keep``.
+        ``attempts`` says which attempt this is of each task, by index.
 
         With a journal, the finished records are journaled here, so that they survive the
         driver; a record is marked ``journaled`` when that worked.
@@ -299,25 +446,30 @@ class FitWorker:
         data = self._load(data_ref)
         where = _placement()
         records = []
-        for index, params, split, attempt in tasks:
+        for split, members, shared, resume, keep in units:
             started = time.time()
             train, test = wave.splits[split]
-            record = fit_and_score(data, train, test, params, self._callback_args(index))
-            record.index = index
-            record.start_time, record.end_time = started, time.time()
-            record.node_id, record.pid, record.gpu_ids = where
-            record.worker_rss = _rss()
-            record.attempts = attempt
-            if self._relay is not None:
-                record.callback_messages = self._relay.take()
-            records.append(record)
+            if shared is None:
+                index, params = members[0]
+                done = [fit_and_score(data, train, test, params, self._callback_args(index))]
+                done[0].index = index
+            else:
+                done = fit_and_score_prefixes(
+                    data, (train, test), members, shared, _resumable(resume), keep
+                )
+            for record in done:
+                record.start_time, record.end_time = started, time.time()
+                record.node_id, record.pid, record.gpu_ids = where
+                record.worker_rss = _rss()
+                record.attempts = (attempts or {}).get(record.index, 1)
+                if self._relay is not None:
+                    record.callback_messages = self._relay.take()
+            records.extend(done)
             self._fits += 1
+        self._gpu_check.after_fits()
         if wave.journal is not None:
-            _journal(
-                wave.journal,
-                records,
-                {index: (split, params) for index, params, split, _ in tasks},
-            )
+            tasks = {i: (u[0], params) for u in units for i, params in u[1]}
+            _journal(wave.journal, records, tasks)
         return records
 
     def refit(self, data_ref: list, params: dict, callbacks: bytes | None, listeners: list):
@@ -337,6 +489,10 @@ class FitWorker:
             relay.close()
         return result
 
+    def mark_logs(self, token: str) -> str:
+        """Write a marker on stdout and stderr; see :func:`raygrid.quiet.drain`."""
+        return quiet.print_marker(token)
+
     def info(self) -> dict[str, Any]:
         """Where this worker runs and what it holds (for tests and reports)."""
         node_id, pid, gpu_ids = _placement()
@@ -353,7 +509,12 @@ class FitWorker:
 def _journal(target: JournalTarget, records: list[FitRecord], tasks: dict[int, tuple]) -> None:
     """Write the batch's records to ``results_dir`` (a directory this node may not see)."""
     rows = [
-        (target.keys[r.index], target.candidates[r.index], *tasks[r.index], r)
+        (
+            target.keys[r.index],
+            target.candidates[r.index],
+            *tasks[r.index],
+            _as_journaled(target, r),
+        )
         for r in records
         if r.raised is None
     ]
@@ -363,6 +524,13 @@ def _journal(target: JournalTarget, records: list[FitRecord], tasks: dict[int, t
         return  # the driver journals them
     for record in records:
         record.journaled = record.raised is None
+
+
+def _as_journaled(target: JournalTarget, record: FitRecord) -> FitRecord:
+    """The record as the journal keeps it: ``trained_in`` as a candidate, not a wave index."""
+    if record.trained_in is None:
+        return record
+    return dataclasses.replace(record, trained_in=target.candidates[record.trained_in])
 
 
 def _load_callbacks(blob: bytes) -> tuple[Any, Any]:

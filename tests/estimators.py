@@ -4,6 +4,7 @@ import os
 import signal
 import time
 import uuid
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -179,4 +180,113 @@ class SessionProbeRidge(Ridge):
             name = ray.get_runtime_context().get_session_name()
             with open(os.path.join(self.probe_dir, f"session-{uuid.uuid4().hex}"), "w") as f:
                 f.write(name)
+        return super().fit(X, y, **kwargs)
+
+
+class StepRegressor(BaseEstimator):
+    """A user's own estimator opting in to prefix sharing: ``n_steps`` gradient steps.
+
+    ``schedule="decay"`` sizes the step length from ``n_steps``, so a longer fit does not
+    pass through a shorter one's state: it declares no shareable parameter then.
+    ``fail_after`` makes training raise once that many steps have run.
+    """
+
+    def __init__(self, n_steps=10, lr=0.1, schedule="constant", fail_after=None):
+        self.n_steps = n_steps
+        self.lr = lr
+        self.schedule = schedule
+        self.fail_after = fail_after
+
+    def prefix_fit_param(self):
+        return "n_steps" if self.schedule == "constant" else None
+
+    def prefix_fit(self, X, y, *, values, resume=False):
+        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        done = self.n_iter_ if resume else 0
+        if not resume:
+            self.coef_ = np.zeros(X.shape[1])
+        self.steps_trained_ = 0
+        for step in range(done + 1, max(values) + 1):
+            self._step(X, y, step)
+            self.steps_trained_ += 1
+            if step in values:
+                self.n_iter_ = step
+                yield step
+
+    def fit(self, X, y):
+        X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+        self.coef_ = np.zeros(X.shape[1])
+        for step in range(1, self.n_steps + 1):
+            self._step(X, y, step)
+        self.n_iter_ = self.n_steps
+        return self
+
+    def _step(self, X, y, step):
+        if self.fail_after is not None and step > self.fail_after:
+            raise ValueError(f"diverged at step {step}")
+        lr = self.lr if self.schedule == "constant" else self.lr * (1 - step / (self.n_steps + 1))
+        self.coef_ = self.coef_ - lr * X.T @ (X @ self.coef_ - y) / len(y)
+
+    def predict(self, X):
+        return np.asarray(X, dtype=float) @ self.coef_
+
+    def score(self, X, y):
+        return -float(np.mean((self.predict(X) - np.asarray(y)) ** 2))
+
+
+class ChattySeedWrapper(BaseEstimator, ClassifierMixin):
+    """The seed write-up's Keras wrapper (a new ``Sequential`` and ``model.fit`` per fit).
+
+    Like user code, it also prints a line of its own and raises a warning in each fit.
+    TensorFlow is imported in ``fit``, so the driver of a search with ``refit=False``
+    never imports it.
+    """
+
+    def __init__(self, units=8, learning_rate=0.01, epochs=2, batch_size=32):
+        self.units = units
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+
+    def fit(self, X, y):
+        import tensorflow as tf
+
+        print(f"chatty wrapper: fitting units={self.units}", flush=True)
+        warnings.warn("chatty wrapper: a warning from fit", UserWarning, stacklevel=2)
+        self.classes_ = np.unique(y)
+        self.model_ = tf.keras.models.Sequential(
+            [
+                tf.keras.layers.Input(shape=(X.shape[1],)),
+                tf.keras.layers.Dense(self.units, activation="relu"),
+                tf.keras.layers.Dense(len(self.classes_), activation="softmax"),
+            ]
+        )
+        self.model_.compile(
+            optimizer=tf.keras.optimizers.Adam(learning_rate=self.learning_rate),
+            loss="sparse_categorical_crossentropy",
+        )
+        self.model_.fit(X, y, epochs=self.epochs, batch_size=self.batch_size, verbose=0)
+        return self
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.model_.predict(X, verbose=0), axis=1)]
+
+
+class RaiseOnceRidge(Ridge):
+    """Ridge whose first fit of candidate ``alpha == raise_alpha`` raises ValueError.
+
+    ``marker`` (a file path) records that it happened, so a rerun fits normally: an
+    interrupted search that can be resumed.
+    """
+
+    def __init__(self, alpha=1.0, raise_alpha=None, marker=None):
+        super().__init__(alpha=alpha)
+        self.raise_alpha = raise_alpha
+        self.marker = marker
+
+    def fit(self, X, y, **kwargs):
+        if self.alpha == self.raise_alpha and not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            raise ValueError("RaiseOnceRidge: the planned failure")
         return super().fit(X, y, **kwargs)

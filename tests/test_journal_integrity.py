@@ -94,7 +94,8 @@ def _open_many(path_prefix, key, barrier, trials, out):
 
 def test_two_processes_opening_one_new_results_dir_never_collide(tmp_path):
     trials = 200
-    context = multiprocessing.get_context("fork")
+    # Not fork: a forked copy of a process running Ray's gRPC threads can wedge them.
+    context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     out = context.Queue()
     prefix = str(tmp_path / "results")

@@ -137,8 +137,8 @@ def test_one_compiled_loop_serves_a_whole_seed_grid():
     (loop,) = loops
     assert loop.experimental_get_tracing_count() == 1
     # the learning rate is not part of the key, yet each fit used its own
-    a = KerasClassifier(units=8, learning_rate=0.001, random_state=0).fit(X, y)
-    b = KerasClassifier(units=8, learning_rate=0.05, random_state=0).fit(X, y)
+    a = KerasClassifier(units=8, learning_rate=0.001, epochs=10, random_state=0).fit(X, y)
+    b = KerasClassifier(units=8, learning_rate=0.05, epochs=10, random_state=0).fit(X, y)
     assert b.history_["loss"][-1] < a.history_["loss"][-1]
 
 

@@ -62,12 +62,15 @@ def test_estimator_types_and_stratified_cv():
     assert isinstance(check_cv(3, y, classifier=is_classifier(KerasClassifier())), StratifiedKFold)
 
 
-def test_defaults_match_the_seed():
+def test_defaults_match_the_seed_and_mlp_epoch_policy():
     params = KerasClassifier().get_params()
     assert params["units"] == 32
     assert params["learning_rate"] == 0.001
-    assert params["epochs"] == 10
     assert params["batch_size"] == 32
+    # scikit-learn MLP's epoch policy instead of a fixed count
+    assert params["epochs"] is None
+    assert (params["max_iter"], params["tol"], params["n_iter_no_change"]) == (200, 1e-4, 10)
+    assert (params["early_stopping"], params["validation_fraction"]) == (False, 0.1)
     assert params["optimizer"] == "adam"
     assert params["activation"] == "relu"
     assert params["verbose"] == 0

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from raygrid import RayGridSearchCV, report
@@ -377,3 +378,62 @@ def test_report_on_the_seed_search(tmp_path, capsys):
         assert_png(tmp_path / "seed" / "figures" / name)
     page = html.read_text()
     assert page.count("data:image/png;base64,") == 3 and "units" in page
+
+
+def synthetic_search(columns):
+    """A saved search read back, with the given parameter columns and made-up scores."""
+    n = len(next(iter(columns.values())))
+    results = pd.DataFrame(columns)
+    results["mean_test_score"] = np.linspace(0.5, 0.9, n)
+    results["std_test_score"] = 0.01
+    results["rank_test_score"] = np.arange(n, 0, -1)
+    return report.SearchResults(results, None, {}, list(columns), ["score"])
+
+
+@pytest.mark.parametrize(
+    "values, log",
+    [
+        ([0.001, 0.01] * 2, True),  # the seed grid's learning rates: one decade
+        ([0.001, 0.01, 0.1], True),
+        ([0.1, 1.0, 10.0, 100.0], True),
+        ([10, 30, 100, 300, 1000], True),
+        (list(range(1, 11)), False),  # a decade, but evenly spaced on a linear scale
+        ([32, 64, 128], False),  # less than a decade
+        ([16, 32, 64], False),
+        ([-1.0, 0.1, 10.0], False),  # not all positive
+        ([0.0, 0.01, 1.0], False),
+    ],
+)
+def test_numeric_axis_is_logarithmic_when_values_span_decades(values, log):
+    axis = report._axis(synthetic_search({"p": values}), "p")
+    assert axis.values == sorted(set(float(v) for v in values))
+    assert axis.log is log
+
+
+@pytest.mark.parametrize(
+    "values, order",
+    [
+        ([True, False, True], ["False", "True"]),
+        (["relu", "tanh", "relu"], ["relu", "tanh"]),
+        ([0.1, None, 1.0], ["0.1", "1", "None"]),
+    ],
+)
+def test_boolean_string_and_none_parameters_are_categories(values, order):
+    axis = report._axis(synthetic_search({"p": values}), "p")
+    assert axis.values is None and not axis.log
+    assert axis.order == order
+
+
+def test_parameter_panels_use_log_and_category_axes(tmp_path):
+    grid = {"C": [0.001, 0.01, 0.1, 1.0], "fit_intercept": [True, False], "max_iter": [50, 100]}
+    search = RayGridSearchCV(LogisticRegression(), grid, cv=3, progress=False)
+    search.fit(X, y).save_results(tmp_path)
+    figure = report.parameters_figure(report.read_search(tmp_path), "score")
+    panels = {ax.get_xlabel(): ax for ax in figure.axes if ax.get_visible()}
+    assert set(panels) == set(grid)
+    assert panels["C"].get_xscale() == "log"
+    assert panels["max_iter"].get_xscale() == "linear"
+    booleans = panels["fit_intercept"]
+    assert booleans.get_xscale() == "linear"
+    assert [t.get_text() for t in booleans.get_xticklabels()] == ["True", "False"]
+    assert list(booleans.get_xticks()) == [0, 1]

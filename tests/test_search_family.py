@@ -147,3 +147,22 @@ def test_estimator_checks_pass_where_they_pass_for_scikit_learn(estimator, check
     except Exception as exc:
         pytest.skip(f"fails for scikit-learn's own class too: {type(exc).__name__}")
     check(estimator)
+
+
+def test_halving_search_resumes_from_its_journal_and_reports(tmp_path, capsys):
+    """results_dir, tasks_, save_results and raygrid report work for a halving search."""
+    from raygrid import report
+
+    grid = {"min_samples_split": [2, 4, 8, 16], "criterion": ["gini", "entropy"]}
+    kwargs = dict(factor=2, random_state=0, results_dir=tmp_path / "journal", progress=False)
+    estimator = DecisionTreeClassifier(random_state=0)
+    first = RayHalvingGridSearchCV(estimator, grid, **kwargs).fit(X, y)
+    assert not first.tasks_["resumed"].any()
+    again = RayHalvingGridSearchCV(estimator, grid, **kwargs).fit(X, y)
+    assert again.tasks_["resumed"].all()
+    assert_cv_results_equal(again.cv_results_, first.cv_results_)
+
+    again.save_results(tmp_path / "saved")
+    assert report.cli_main([str(tmp_path / "saved"), "--out", str(tmp_path / "figures")]) == 0
+    out = capsys.readouterr().out
+    assert "min_samples_split" in out and len(list((tmp_path / "figures").glob("*.png"))) >= 2

@@ -15,11 +15,21 @@ Why a cache
     finds its key reuses the traced graph after resetting every variable to the values a
     freshly built network would have for the fit's seed, restoring the optimizer's
     just-built state and setting its learning rate. Epochs, batch size, data size, seed
-    and shuffling are runtime arguments and never retrace.
+    and shuffling are runtime arguments and never retrace; the loop that watches held-out
+    data (``early_stopping``) is traced separately, on the first such fit of an architecture.
+
+When to stop
+    The compiled loop also decides, between epochs and without returning to Python,
+    whether to stop: on a plateau of the training loss (the wrappers' default epoch
+    policy) or of the loss on held-out data (``early_stopping``), by the rule of Keras'
+    ``EarlyStopping`` callback, keeping the best epoch's weights in the second case. The
+    ``model.fit`` path applies the same rule with that very callback, so both paths stop
+    at the same epoch with the same weights.
 
 Fallback
-    Callbacks, validation data, ``verbose > 0`` and other ``model.fit`` arguments, or
-    ``fast_path=False``, use ``model.fit``; so does a model the fast loop fails on
+    Callbacks, ``validation_split``/``validation_data``, ``verbose > 0`` and other
+    ``model.fit`` arguments, or ``fast_path=False``, use ``model.fit`` (the compiled loop
+    cannot call a Python callback between epochs); so does a model the fast loop fails on
     (logged once per architecture). The fallback feeds ``model.fit`` the very batches,
     in the very order, the fast path uses, and both run the same loss and optimizer ops,
     so the two paths agree: the same seed gave bitwise-identical predictions and weights
@@ -67,16 +77,34 @@ CACHE_SIZE_ENV = "RAYGRID_KERAS_CACHE_SIZE"
 _DEFAULT_CACHE_SIZE = 8
 #: Rows per forward call in :func:`predict`.
 PREDICT_CHUNK = 16384
+# What the training loops may watch for a plateau.
+_MONITORS = (None, "loss", "val_loss")
 
 
 @dataclass
 class FitOptions:
-    """How to train: what ``model.fit`` would be told.
+    """How to train: what ``model.fit`` would be told, plus when to stop.
 
     Attributes
     ----------
-    epochs, batch_size, shuffle, verbose
+    epochs : int
+        Number of epochs; the maximum number when ``monitor`` is set.
+    batch_size, shuffle, verbose
         As in ``model.fit``.
+    monitor : {None, "loss", "val_loss"}
+        The quantity whose plateau ends training before ``epochs``: None trains exactly
+        ``epochs`` epochs; ``"loss"`` watches the training loss; ``"val_loss"`` the loss
+        on ``stop_validation``.
+    tol : float
+        An epoch improves when the monitored loss is below the best so far by more than
+        ``tol``.
+    patience : int
+        Training stops after this many epochs in a row without improvement.
+    restore_best : bool
+        Leave the weights of the best epoch (rather than the last) in the model.
+    stop_validation : tuple, optional
+        ``(x, y, sample_weight)``, encoded, on which ``"val_loss"`` is computed (in
+        batches of ``batch_size``, as ``model.fit`` does); does not force ``model.fit``.
     callbacks : list, optional
         Keras callbacks; any forces ``model.fit``.
     validation_split : float
@@ -94,11 +122,20 @@ class FitOptions:
     batch_size: int = 32
     shuffle: bool = True
     verbose: int = 0
+    monitor: str | None = None
+    tol: float = 1e-4
+    patience: int = 10
+    restore_best: bool = False
+    stop_validation: tuple | None = None
     callbacks: list | None = None
     validation_split: float = 0.0
     validation_data: tuple | None = None
     fast_path: bool = True
     fit_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.monitor not in _MONITORS:
+            raise ValueError(f"monitor must be one of {list(_MONITORS)}, got {self.monitor!r}.")
 
     def wants_fast_path(self) -> bool:
         """Whether these options can be honoured by the compiled loop."""
@@ -124,6 +161,12 @@ class FitResult:
         Per-epoch values, ``{"loss": [...]}`` (plus whatever ``model.fit`` logged).
     path : str
         ``"fast"`` or ``"keras"``.
+    n_iter : int
+        Epochs run.
+    best_epoch : int or None
+        1-based epoch whose weights were kept, when the best ones were restored.
+    stopped : bool
+        Whether the monitored loss stopped training before the last allowed epoch.
     key : str
         Cache key of the architecture, for :func:`predict`.
     token : str
@@ -134,8 +177,20 @@ class FitResult:
     weights: list[np.ndarray]
     history: dict[str, list[float]]
     path: str
+    n_iter: int
+    best_epoch: int | None
+    stopped: bool
     key: str
     token: str
+
+
+@dataclass
+class _Trained:
+    """What one of the two training loops reports."""
+
+    history: dict[str, list[float]]
+    best_epoch: int | None = None
+    stopped: bool = False
 
 
 class _Entry:
@@ -388,12 +443,14 @@ class TrainingSession:
         -------
         FitResult
         """
+        if options.monitor == "val_loss" and options.stop_validation is None:
+            raise ValueError('monitor="val_loss" needs stop_validation data.')
         entry = self._entry
         sw = np.ones(len(x), np.float32) if sample_weight is None else sample_weight
         sw = np.asarray(sw, dtype=np.float32)
         if options.wants_fast_path() and not entry.fast_failed:
             try:
-                history = _fit_fast(entry, x, y, sw, options, seed)
+                trained = _fit_fast(entry, x, y, sw, options, seed)
                 path = "fast"
             except Exception as exc:  # noqa: BLE001 - any failure falls back to model.fit
                 logger.warning(
@@ -405,14 +462,23 @@ class TrainingSession:
                 entry.fast_failed = True
                 entry.fit_loops.clear()
                 entry.reset(self._initial, self._learning_rate)
-                history = _fit_keras(entry.model, x, y, sw, options, seed)
+                trained = _fit_keras(entry.model, x, y, sw, options, seed)
                 path = "keras"
         else:
-            history = _fit_keras(entry.model, x, y, sw, options, seed)
+            trained = _fit_keras(entry.model, x, y, sw, options, seed)
             path = "keras"
         token = uuid.uuid4().hex
         entry.loaded_token = token
-        return FitResult(entry.model.get_weights(), history, path, self.key, token)
+        return FitResult(
+            weights=entry.model.get_weights(),
+            history=trained.history,
+            path=path,
+            n_iter=len(trained.history.get("loss", [])),
+            best_epoch=trained.best_epoch,
+            stopped=trained.stopped,
+            key=self.key,
+            token=token,
+        )
 
 
 def acquire(
@@ -506,12 +572,26 @@ def _spec(array: np.ndarray) -> Any:
     return tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype))
 
 
-def _make_fit_loop(model: Any, x_spec: Any, y_spec: Any) -> Callable:
-    """Trace-once training loop for one model and one input/target signature."""
+def _make_fit_loop(
+    model: Any, x_spec: Any, y_spec: Any, *, validated: bool, restore: bool
+) -> Callable:
+    """Trace-once training loop for one model, input/target signature and stopping kind.
+
+    The loop also decides when to stop, with the rule of Keras' ``EarlyStopping`` (mode
+    ``"min"``): an epoch improves when ``loss + tol < best``, compared in float32 as
+    Keras compares Python floats; the first epoch always improves; after ``patience``
+    epochs in a row without improvement training stops (when ``watch`` is true).
+
+    ``validated`` (watch the loss on validation data, computed in batches as
+    ``model.fit`` does) and ``restore`` (put the last improving epoch's weights back at
+    the end) are fixed at trace time: a loop without them traces about three times
+    faster, and most fits need neither.
+    """
     import tensorflow as tf
 
     optimizer = model.optimizer
     sw_spec = tf.TensorSpec((None,), tf.float32)
+    weights = list(model.weights)
 
     @tf.function(input_signature=[x_spec, y_spec, sw_spec], autograph=False)
     def train_step(x, y, sw):
@@ -524,46 +604,116 @@ def _make_fit_loop(model: Any, x_spec: Any, y_spec: Any) -> Callable:
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return tf.cast(loss, tf.float32)
 
-    scalar = tf.TensorSpec((), tf.int32)
+    @tf.function(input_signature=[x_spec, y_spec, sw_spec], autograph=False)
+    def test_step(x, y, sw):
+        y_pred = model(x, training=False)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw, training=False)
+        return tf.cast(loss, tf.float32)
 
-    @tf.function(
-        input_signature=[
-            x_spec,
-            y_spec,
-            sw_spec,
-            scalar,
-            scalar,
-            tf.TensorSpec((), tf.int64),
-            tf.TensorSpec((), tf.bool),
-        ],
-        autograph=False,
-    )
-    def fit_loop(x, y, sw, epochs, batch_size, seed, shuffle):
+    def batch_mean(step, x, y, sw, order, batch_size):
+        # Mean of per-batch losses weighted by batch size, as Keras' loss tracker does.
         n = tf.shape(x)[0]
         n_batches = (n + batch_size - 1) // batch_size
 
-        def run_epoch(epoch, losses):
-            order = _epoch_order(n, seed, epoch, shuffle)
+        def run_batch(batch, total):
+            start = batch * batch_size
+            idx = order[start : tf.minimum(start + batch_size, n)]
+            loss = step(tf.gather(x, idx), tf.gather(y, idx), tf.gather(sw, idx))
+            return batch + 1, total + loss * tf.cast(tf.size(idx), tf.float32)
 
-            def run_batch(batch, total):
-                start = batch * batch_size
-                idx = order[start : tf.minimum(start + batch_size, n)]
-                loss = train_step(tf.gather(x, idx), tf.gather(y, idx), tf.gather(sw, idx))
-                return batch + 1, total + loss * tf.cast(tf.size(idx), tf.float32)
-
-            _, total = tf.while_loop(
-                lambda batch, _: batch < n_batches,
-                run_batch,
-                (tf.constant(0), tf.constant(0.0)),
-            )
-            return epoch + 1, losses.write(epoch, total / tf.cast(n, tf.float32))
-
-        _, losses = tf.while_loop(
-            lambda epoch, _: epoch < epochs,
-            run_epoch,
-            (tf.constant(0), tf.TensorArray(tf.float32, size=epochs)),
+        _, total = tf.while_loop(
+            lambda batch, _: batch < n_batches,
+            run_batch,
+            (tf.constant(0), tf.constant(0.0)),
         )
-        return losses.stack()
+        return total / tf.cast(n, tf.float32)
+
+    def snapshot():
+        return tuple(tf.identity(w.value) for w in weights) if restore else ()
+
+    def loop(x, y, sw, validation, epochs, batch_size, seed, shuffle, watch, tol, patience):
+        n = tf.shape(x)[0]
+
+        def run_epoch(epoch, losses, val_losses, best, wait, best_epoch, stop, kept):
+            order = _epoch_order(n, seed, epoch, shuffle)
+            loss = batch_mean(train_step, x, y, sw, order, batch_size)
+            if validated:
+                x_val, y_val, sw_val = validation
+                val_order = tf.range(tf.shape(x_val)[0])
+                current = batch_mean(test_step, x_val, y_val, sw_val, val_order, batch_size)
+                val_losses = val_losses.write(epoch, current)
+            else:
+                current = loss
+            lowered = tf.cast(tf.cast(current, tf.float64) + tol, tf.float32)
+            improved = tf.logical_or(tf.equal(epoch, 0), lowered < best)
+            best = tf.where(improved, current, best)
+            best_epoch = tf.where(improved, epoch, best_epoch)
+            wait = tf.where(improved, 0, wait + 1)
+            stop = tf.logical_and(
+                tf.logical_and(watch, tf.logical_not(improved)),
+                tf.logical_and(wait >= patience, epoch > 0),
+            )
+            if restore:
+                kept = tf.cond(improved, snapshot, lambda: kept)
+            return (
+                epoch + 1,
+                losses.write(epoch, loss),
+                val_losses,
+                best,
+                wait,
+                best_epoch,
+                stop,
+                kept,
+            )
+
+        run, losses, val_losses, _, _, best_epoch, stop, kept = tf.while_loop(
+            lambda epoch, *state: tf.logical_and(epoch < epochs, tf.logical_not(state[5])),
+            run_epoch,
+            (
+                tf.constant(0),
+                tf.TensorArray(tf.float32, size=epochs),
+                tf.TensorArray(tf.float32, size=epochs if validated else 0),
+                tf.constant(float("inf")),
+                tf.constant(0),
+                tf.constant(-1),
+                tf.constant(False),
+                snapshot(),
+            ),
+        )
+        if restore:
+
+            def put_back():
+                for variable, value in zip(weights, kept, strict=True):
+                    variable.assign(value)
+                return tf.constant(True)
+
+            tf.cond(run > 0, put_back, lambda: tf.constant(False))
+        val_curve = val_losses.stack()[:run] if validated else tf.zeros((0,), tf.float32)
+        return losses.stack()[:run], val_curve, best_epoch, stop
+
+    scalars = [
+        tf.TensorSpec((), tf.int32),  # epochs
+        tf.TensorSpec((), tf.int32),  # batch_size
+        tf.TensorSpec((), tf.int64),  # seed
+        tf.TensorSpec((), tf.bool),  # shuffle
+        tf.TensorSpec((), tf.bool),  # watch: stop on a plateau
+        tf.TensorSpec((), tf.float64),  # tol
+        tf.TensorSpec((), tf.int32),  # patience
+    ]
+    if validated:
+
+        @tf.function(
+            input_signature=[x_spec, y_spec, sw_spec, x_spec, y_spec, sw_spec, *scalars],
+            autograph=False,
+        )
+        def fit_loop(x, y, sw, x_val, y_val, sw_val, *args):
+            return loop(x, y, sw, (x_val, y_val, sw_val), *args)
+
+    else:
+
+        @tf.function(input_signature=[x_spec, y_spec, sw_spec, *scalars], autograph=False)
+        def fit_loop(x, y, sw, *args):
+            return loop(x, y, sw, None, *args)
 
     return fit_loop
 
@@ -575,22 +725,35 @@ def _fit_fast(
     sw: np.ndarray,
     options: FitOptions,
     seed: int,
-) -> dict[str, list[float]]:
-    signature = (x.shape[1:], x.dtype.str, y.shape[1:], y.dtype.str)
+) -> _Trained:
+    validated = options.monitor == "val_loss"
+    restore = bool(options.restore_best)
+    signature = (x.shape[1:], x.dtype.str, y.shape[1:], y.dtype.str, validated, restore)
     loop = entry.fit_loops.get(signature)
     if loop is None:
-        loop = _make_fit_loop(entry.model, _spec(x), _spec(y))
+        loop = _make_fit_loop(
+            entry.model, _spec(x), _spec(y), validated=validated, restore=restore
+        )
         entry.fit_loops[signature] = loop
-    losses = loop(
+    validation = list(options.stop_validation) if validated else []
+    losses, val_losses, best_epoch, stopped = loop(
         x,
         y,
         sw,
+        *validation,
         np.int32(options.epochs),
         np.int32(options.batch_size),
         np.int64(seed),
         np.bool_(options.shuffle),
+        np.bool_(options.monitor is not None),
+        np.float64(options.tol),
+        np.int32(options.patience),
     )
-    return {"loss": [float(v) for v in losses.numpy()]}
+    history = {"loss": [float(v) for v in losses.numpy()]}
+    if validated:
+        history["val_loss"] = [float(v) for v in val_losses.numpy()]
+    best = int(best_epoch.numpy())
+    return _Trained(history, best + 1 if restore and best >= 0 else None, bool(stopped.numpy()))
 
 
 # -- the model.fit path ---------------------------------------------------------------
@@ -630,7 +793,9 @@ def _fit_keras(
     sw: np.ndarray,
     options: FitOptions,
     seed: int,
-) -> dict[str, list[float]]:
+) -> _Trained:
+    import keras
+
     validation_data = options.validation_data
     if options.validation_split:
         split_at = int(math.floor(len(x) * (1.0 - options.validation_split)))
@@ -642,7 +807,20 @@ def _fit_keras(
         validation_data = (x[split_at:], y[split_at:], sw[split_at:])
         x, y, sw = x[:split_at], y[:split_at], sw[:split_at]
     if options.epochs <= 0:
-        return {"loss": []}
+        return _Trained({"loss": []})
+    callbacks = list(options.callbacks or [])
+    stopper = None
+    if options.monitor is not None:
+        # Keras' own callback applies the very rule the compiled loop applies.
+        stopper = keras.callbacks.EarlyStopping(
+            monitor=options.monitor,
+            min_delta=options.tol,
+            patience=options.patience,
+            restore_best_weights=options.restore_best,
+        )
+        callbacks.append(stopper)
+        if options.monitor == "val_loss":
+            validation_data = options.stop_validation
     steps = math.ceil(len(x) / options.batch_size)
     batches = _epoch_batches(x, y, sw, options.epochs, options.batch_size, seed, options.shuffle)
     history = model.fit(
@@ -650,12 +828,22 @@ def _fit_keras(
         epochs=options.epochs,
         steps_per_epoch=steps,
         validation_data=validation_data,
-        callbacks=options.callbacks,
+        callbacks=callbacks or None,
         verbose=options.verbose,
         shuffle=False,
         **options.fit_kwargs,
     )
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    logged = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    restoring = [
+        c
+        for c in callbacks
+        if isinstance(c, keras.callbacks.EarlyStopping)
+        and c.restore_best_weights
+        and c.best_weights is not None
+    ]
+    best_epoch = restoring[-1].best_epoch + 1 if restoring else None
+    stopped = stopper is not None and stopper.stopped_epoch > 0
+    return _Trained(logged, best_epoch, stopped)
 
 
 # -- inference ------------------------------------------------------------------------

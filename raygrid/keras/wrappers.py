@@ -20,10 +20,13 @@ from __future__ import annotations
 import copy
 import inspect
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -46,6 +49,8 @@ ROUTED_PREFIXES = ("model__", "fit__", "optimizer__")
 _FIT_OPTIONS = ("epochs", "batch_size", "shuffle", "verbose", "callbacks", "validation_split")
 # model.fit arguments the wrapper always sets itself.
 _OWNED_FIT_ARGS = frozenset({"x", "y", "sample_weight", "steps_per_epoch", "validation_steps"})
+# Fitted attributes that only some fits set: dropped at the start of every fit.
+_OPTIONAL_FITTED = ("validation_loss_curve_", "validation_indices_")
 
 
 def to_python(value: Any) -> Any:
@@ -172,16 +177,23 @@ class _BaseKerasEstimator(BaseEstimator):
                 "it itself (sample weights go to fit(X, y, sample_weight=...))."
             )
 
-        epochs = merged.get("epochs", 10)
+        epochs = merged.get("epochs")
         batch_size = merged.get("batch_size", 32)
         batch_size = 32 if batch_size is None else batch_size
         split = merged.get("validation_split", 0.0) or 0.0
-        if not isinstance(epochs, numbers.Integral) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}.")
+        if epochs is not None and (not isinstance(epochs, numbers.Integral) or epochs < 0):
+            raise ValueError(f"epochs must be None or a non-negative integer, got {epochs!r}.")
         if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if not isinstance(split, numbers.Real) or not 0.0 <= split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {split!r}.")
+        stopping = self._stopping_options(params)
+        if stopping["early_stopping"] and (split or validation_data is not None):
+            raise ValueError(
+                "early_stopping=True holds out its own validation part (validation_fraction "
+                "of the data given to fit); it cannot be combined with validation_split or "
+                "validation_data."
+            )
         callbacks = merged.get("callbacks")
         if callbacks is not None:
             # Callbacks hold state (and a model once used): never train with the
@@ -191,9 +203,19 @@ class _BaseKerasEstimator(BaseEstimator):
                 if "callbacks" not in fit_params
                 else list(callbacks)
             )
+        if stopping["early_stopping"]:
+            monitor = "val_loss"
+        elif epochs is None:
+            monitor = "loss"
+        else:
+            monitor = None
         options = training.FitOptions(
-            epochs=int(epochs),
+            epochs=stopping["max_iter"] if epochs is None else int(epochs),
             batch_size=int(batch_size),
+            monitor=monitor,
+            tol=stopping["tol"],
+            patience=stopping["n_iter_no_change"],
+            restore_best=stopping["early_stopping"],
             shuffle=bool(merged.get("shuffle", True)),
             verbose=int(merged.get("verbose", 0) or 0),
             callbacks=callbacks or None,
@@ -201,7 +223,46 @@ class _BaseKerasEstimator(BaseEstimator):
             fast_path=bool(params.get("fast_path", True)),
             fit_kwargs=extra,
         )
-        return options, {"validation_data": validation_data, "class_weight": class_weight}
+        return options, {
+            "validation_data": validation_data,
+            "class_weight": class_weight,
+            "validation_fraction": stopping["validation_fraction"],
+            "max_iter_reached_warns": epochs is None,
+        }
+
+    @staticmethod
+    def _stopping_options(params: dict[str, Any]) -> dict[str, Any]:
+        """Validated ``max_iter``, ``tol``, ``n_iter_no_change`` and early-stopping values."""
+        max_iter = params.get("max_iter", 200)
+        tol = params.get("tol", 1e-4)
+        patience = params.get("n_iter_no_change", 10)
+        early_stopping = params.get("early_stopping", False)
+        fraction = params.get("validation_fraction", 0.1)
+        if (
+            not isinstance(max_iter, numbers.Integral)
+            or isinstance(max_iter, bool)
+            or max_iter < 1
+        ):
+            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
+        if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
+            raise ValueError(f"tol must be a non-negative number, got {tol!r}.")
+        if (
+            not isinstance(patience, numbers.Integral)
+            or isinstance(patience, bool)
+            or patience < 1
+        ):
+            raise ValueError(f"n_iter_no_change must be a positive integer, got {patience!r}.")
+        if not isinstance(early_stopping, bool | np.bool_):
+            raise ValueError(f"early_stopping must be True or False, got {early_stopping!r}.")
+        if not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {fraction!r}.")
+        return {
+            "max_iter": int(max_iter),
+            "tol": float(tol),
+            "n_iter_no_change": int(patience),
+            "early_stopping": bool(early_stopping),
+            "validation_fraction": float(fraction),
+        }
 
     def _model_kwargs(
         self, builder: Any, params: dict[str, Any], meta: dict[str, Any]
@@ -294,11 +355,17 @@ class _BaseKerasEstimator(BaseEstimator):
             initial_values=initial_values if recipe.builder is None else None,
             learning_rate=recipe.initial_learning_rate(),
         )
+        for name in _OPTIONAL_FITTED:
+            self.__dict__.pop(name, None)
         with session:
             self._set_output_format(session.model, x_sample)
             y_encoded = self._encode_y(y)
             if extras["validation_data"] is not None:
                 options.validation_data = self._encode_validation(extras["validation_data"])
+            if options.monitor == "val_loss":
+                X, y_encoded, sample_weight = self._hold_out(
+                    X, y, y_encoded, sample_weight, extras["validation_fraction"], seed, options
+                )
             result = session.fit(X, y_encoded, sample_weight, options, seed)
         self._recipe = recipe
         self._weights = result.weights
@@ -307,6 +374,57 @@ class _BaseKerasEstimator(BaseEstimator):
         self.__dict__.pop("_model_view", None)
         self.history_ = result.history
         self.fit_path_ = result.path
+        self.n_iter_ = result.n_iter
+        self.best_epoch_ = result.best_epoch
+        self.loss_curve_ = list(result.history.get("loss", []))
+        if "val_loss" in result.history:
+            self.validation_loss_curve_ = list(result.history["val_loss"])
+        if (
+            options.monitor is not None
+            and extras["max_iter_reached_warns"]
+            and not result.stopped
+            and result.n_iter == options.epochs
+        ):
+            watched = "validation" if options.monitor == "val_loss" else "training"
+            warnings.warn(
+                f"{type(self).__name__}: max_iter={options.epochs} epochs reached and the "
+                f"{watched} loss was still improving by more than tol={options.tol} within "
+                f"n_iter_no_change={options.patience} epochs; consider a larger max_iter.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _hold_out(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        y_encoded: np.ndarray,
+        sample_weight: np.ndarray | None,
+        fraction: float,
+        seed: int,
+        options: training.FitOptions,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Split the early-stopping validation part off the data ``fit`` received.
+
+        Stratified on the labels for a classifier, drawn from the fit's seed; the rows
+        are recorded in ``validation_indices_`` and both parts keep their order.
+        """
+        rows = np.arange(len(X))
+        stratify = y if self._task == "classification" else None
+        try:
+            train, held = train_test_split(
+                rows, test_size=fraction, random_state=seed, stratify=stratify
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"early_stopping cannot hold out validation_fraction={fraction} of "
+                f"{len(X)} samples: {exc}"
+            ) from exc
+        train, held = np.sort(train), np.sort(held)
+        weights = np.ones(len(X), np.float32) if sample_weight is None else sample_weight
+        options.stop_validation = (X[held], y_encoded[held], weights[held])
+        self.validation_indices_ = held
+        return X[train], y_encoded[train], weights[train]
 
     def _encode_validation(self, data: Any) -> tuple:
         if not isinstance(data, tuple | list) or len(data) not in (2, 3):
@@ -391,21 +509,50 @@ _PARAMS_DOC = """
         The optimizer's learning rate; None keeps the optimizer's own.
     loss : str or keras loss, optional
         Used when the wrapper compiles the model; None picks {default_loss}.
-    epochs : int, default=10
+    epochs : int or None, default=None
+        None (the default) trains like scikit-learn's MLP: up to ``max_iter`` epochs,
+        stopping once the training loss has not improved by more than ``tol`` for
+        ``n_iter_no_change`` epochs in a row. An int trains exactly that many epochs
+        (``max_iter``, ``tol`` and ``n_iter_no_change`` are then unused), unless
+        ``early_stopping`` is on, which makes it the maximum instead of ``max_iter``.
+    max_iter : int, default=200
+        Maximum number of epochs when ``epochs`` is None. Reaching it before the
+        watched loss stopped improving emits a ``ConvergenceWarning``.
+    tol : float, default=1e-4
+        An epoch improves when the watched loss (training loss, or validation loss with
+        ``early_stopping``) is below the best so far by more than ``tol``.
+    n_iter_no_change : int, default=10
+        Training stops after this many epochs in a row without improvement (the
+        ``patience`` of Keras' ``EarlyStopping``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data given to ``fit`` (stratified for a
+        classifier, drawn from ``random_state``), watch the loss on it instead of the
+        training loss, and keep the weights of the best epoch. Inside a search the
+        held-out rows come from each fold's training part, never from its test part.
+        Runs in the compiled loop, with the stopping rule of
+        ``keras.callbacks.EarlyStopping(min_delta=tol, patience=n_iter_no_change,
+        restore_best_weights=True)``.
+    validation_fraction : float, default=0.1
+        Fraction of the data held out for ``early_stopping``.
     batch_size : int, default=32
     validation_split : float, default=0.0
         Fraction of the training data held out (from its end) for Keras' validation
-        metrics, e.g. for ``EarlyStopping(monitor="val_loss")``.
+        metrics, e.g. for a user's ``EarlyStopping(monitor="val_loss")`` callback;
+        not with ``early_stopping``.
     callbacks : list of keras callbacks, optional
-        Copied for every fit.{class_weight_doc}
+        Copied for every fit. Any callback trains with ``model.fit`` (the compiled loop
+        cannot call Python between epochs), so Keras' ``EarlyStopping`` or
+        ``ReduceLROnPlateau`` work as in Keras, at ``model.fit``'s speed.{class_weight_doc}
     random_state : int or None, default=None
         Seeds weights, dropout and shuffling: the same seed gives the same predictions
         in any process (with the same TensorFlow thread count). None gives ordinary
         randomness.
     fast_path : bool, default=True
-        Train with the compiled, cached training loop when the options allow it
-        (no callbacks, validation or extra ``model.fit`` arguments, ``verbose=0``);
-        False always uses ``model.fit``. Both give the same result for the same seed.
+        Train with the compiled, cached training loop when the options allow it: no
+        callbacks, ``validation_split``, ``validation_data`` or extra ``model.fit``
+        arguments, and ``verbose=0`` (``early_stopping`` and the ``tol`` rule run in the
+        compiled loop); False always uses ``model.fit``. Both give the same result for
+        the same seed.
     verbose : int, default=0
         ``model.fit`` verbosity; non-zero uses ``model.fit``.
     **kwargs
@@ -418,6 +565,17 @@ _PARAMS_DOC = """
         Only when ``X`` had string column names.
     history_ : dict
         Per-epoch training loss (and what ``model.fit`` logged).
+    n_iter_ : int
+        Number of epochs run.
+    best_epoch_ : int or None
+        1-based epoch whose weights were kept, with ``early_stopping`` (or a user's
+        ``EarlyStopping(restore_best_weights=True)`` callback); None otherwise.
+    loss_curve_ : list of float
+        Training loss of each epoch.
+    validation_loss_curve_ : list of float
+        Validation loss of each epoch; only when there was validation data.
+    validation_indices_ : ndarray of int
+        Rows of the ``X`` given to ``fit`` held out for ``early_stopping``; only then.
     fit_path_ : str
         ``"fast"`` or ``"keras"``: the training loop used.
     model_ : keras.Model
@@ -446,7 +604,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
     Examples
     --------
     >>> from raygrid.keras import KerasClassifier
-    >>> clf = KerasClassifier(units=64, epochs=20, random_state=0)  # doctest: +SKIP
+    >>> clf = KerasClassifier(units=64, early_stopping=True, random_state=0)  # doctest: +SKIP
     >>> clf.fit(X, y).predict_proba(X).shape  # doctest: +SKIP
     (n_samples, n_classes)
 """
@@ -466,7 +624,12 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         optimizer: Any = "adam",
         learning_rate: float | None = 0.001,
         loss: Any = None,
-        epochs: int = 10,
+        epochs: int | None = None,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 10,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
         batch_size: int = 32,
         validation_split: float = 0.0,
         callbacks: list | None = None,
@@ -486,6 +649,11 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         self.learning_rate = learning_rate
         self.loss = loss
         self.epochs = epochs
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.validation_split = validation_split
         self.callbacks = callbacks
@@ -659,7 +827,12 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
         optimizer: Any = "adam",
         learning_rate: float | None = 0.001,
         loss: Any = None,
-        epochs: int = 10,
+        epochs: int | None = None,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 10,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
         batch_size: int = 32,
         validation_split: float = 0.0,
         callbacks: list | None = None,
@@ -678,6 +851,11 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
         self.learning_rate = learning_rate
         self.loss = loss
         self.epochs = epochs
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.validation_split = validation_split
         self.callbacks = callbacks

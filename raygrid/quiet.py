@@ -1,0 +1,247 @@
+"""Quiet workers: framework start-up chatter stays in the worker logs, not the terminal.
+
+Ray forwards every line a worker writes to the driver's terminal. In a fit worker most of
+those lines are TensorFlow's start-up messages (absl's "All log messages before
+absl::InitializeLog() ...", oneDNN and CPU-feature notices, CUDA probing) and
+``tf.function`` retracing notices, printed once per worker process. On the driver, the
+handler through which Ray prints forwarded lines is wrapped so that these lines, when
+they come from a raygrid worker, are dropped. Everything else passes: the estimator's
+own prints, Python warnings, tracebacks, and the lines of the user's own Ray tasks.
+The worker log files keep every line (``/tmp/ray/session_latest/logs/worker-*``).
+
+Set ``RAYGRID_FRAMEWORK_LOGS=1`` to see the dropped lines in the terminal again.
+
+Two more pieces live here because they share the forwarding path: :func:`drain`, which
+waits until what the workers printed so far has reached the terminal (used at exit), and
+:class:`GpuCheck`, which runs in a worker and reports, once, a GPU that the worker holds
+but TensorFlow cannot use (the messages that would have said so are among those dropped).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+SHOW_ENV = "RAYGRID_FRAMEWORK_LOGS"
+# Ray's name for the forwarding handler it registers at connect and removes at shutdown.
+_RAY_HANDLER = "ray_print_logs"
+_WORKER_CLASS = "FitWorker"
+_MARKER = "raygrid:drain:"
+
+# A C++ log line, in absl's format ("I0000 00:00:1795932570.419982    4044 port.cc:153] ")
+# or TensorFlow's older one ("2024-01-01 12:00:00.000000: I tensorflow/x.cc:12] ").
+_CPP_LINE = re.compile(
+    r"^(?:(?P<level>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ "
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<old_level>[IWEF]) )\S+:\d+\] (?P<message>.*)"
+)
+# Warnings and errors printed while probing for CUDA, cuDNN and TensorRT on machines
+# (or workers) without them.
+_PROBING = re.compile(
+    r"cuInit|Could not find cuda drivers|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|TF-TRT Warning|Could not find TensorRT|Cannot dlopen some GPU libraries"
+    r"|computation_placer|NUMA node"
+)
+_OTHER = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|^To enable the following instructions: .*rebuild TensorFlow with the appropriate"
+    r"|^WARNING:tensorflow:.*triggered tf\.function retracing"
+)
+
+
+def is_chatter(line: str) -> bool:
+    """True for a framework start-up or retracing line that a user need not see.
+
+    Parameters
+    ----------
+    line : str
+        One line of a worker's output, without its trailing newline.
+
+    Returns
+    -------
+    bool
+        Whether the line is dropped from the terminal by default.
+    """
+    match = _CPP_LINE.match(line)
+    if match is not None:
+        level = match["level"] or match["old_level"]
+        return level == "I" or (level in "WE" and _PROBING.search(match["message"]) is not None)
+    return _OTHER.match(line) is not None
+
+
+class _WorkerLogFilter:
+    """Stands in for Ray's forwarding handler; passes on what the user should see."""
+
+    def __init__(self, forward: Any) -> None:
+        self.forward = forward
+        self.show_all = False
+        self.markers: set[tuple[str, str, bool]] = set()
+        self.arrived = threading.Condition()
+
+    def __call__(self, data: dict[str, Any]) -> None:
+        lines = data.get("lines") or []
+        kept = [line for line in lines if not line.startswith(_MARKER)]
+        if len(kept) < len(lines):
+            with self.arrived:
+                for line in lines:
+                    if line.startswith(_MARKER):
+                        token = line[len(_MARKER) :].strip()
+                        self.markers.add((token, str(data.get("pid")), bool(data.get("is_err"))))
+                self.arrived.notify_all()
+        if not self.show_all and str(data.get("actor_name", "")).startswith(_WORKER_CLASS):
+            kept = [line for line in kept if not is_chatter(line)]
+        if len(kept) == len(lines):
+            self.forward(data)
+        elif kept:
+            self.forward({**data, "lines": kept})
+
+
+def _dispatcher() -> Any:
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher
+    except ImportError:
+        return None
+    if not hasattr(global_worker_stdstream_dispatcher, "handlers"):
+        return None
+    return global_worker_stdstream_dispatcher
+
+
+def _installed() -> _WorkerLogFilter | None:
+    dispatcher = _dispatcher()
+    for name, handler in getattr(dispatcher, "handlers", []):
+        if name == _RAY_HANDLER and isinstance(handler, _WorkerLogFilter):
+            return handler
+    return None
+
+
+def install(show_all: bool = False) -> None:
+    """Filter the worker lines Ray forwards to this process (a connected driver).
+
+    Idempotent; call it after each connection (``ray.shutdown`` drops the handler, and
+    the next ``ray.init`` registers a fresh one). Without Ray's forwarding (for example
+    ``log_to_driver=False``) there is nothing to filter and nothing changes.
+
+    Parameters
+    ----------
+    show_all : bool, default=False
+        Forward every line, as Ray does. ``RAYGRID_FRAMEWORK_LOGS=1`` in the environment
+        has the same effect.
+    """
+    dispatcher = _dispatcher()
+    lock = getattr(dispatcher, "_lock", None)
+    if dispatcher is None or lock is None:
+        return
+    show_all = show_all or os.environ.get(SHOW_ENV, "").lower() not in ("", "0", "false", "no")
+    with lock:
+        handlers = []
+        for name, handler in dispatcher.handlers:
+            if name == _RAY_HANDLER and not isinstance(handler, _WorkerLogFilter):
+                handler = _WorkerLogFilter(handler)
+            if isinstance(handler, _WorkerLogFilter):
+                handler.show_all = show_all
+            handlers.append((name, handler))
+        dispatcher.handlers = handlers
+
+
+def print_marker(token: str) -> str:
+    """In a worker: write a drain marker on stdout and stderr; return this process id."""
+    for stream in (sys.stdout, sys.stderr):
+        print(f"{_MARKER}{token}", file=stream, flush=True)
+    return str(os.getpid())
+
+
+def drain(workers: Iterable[Any], timeout: float = 0.5) -> bool:
+    """Wait until what ``workers`` printed so far has been printed here.
+
+    Each worker writes a marker line on both streams (``FitWorker.mark_logs``); Ray
+    forwards a worker's lines in order, so once both markers of a worker have arrived,
+    so has everything it wrote before them. The markers themselves are not shown.
+
+    Parameters
+    ----------
+    workers : iterable of FitWorker actor handles
+        The live workers whose output to wait for.
+    timeout : float, default=0.5
+        Give up after this many seconds.
+
+    Returns
+    -------
+    bool
+        True when every answering worker's output arrived (or nothing is forwarded).
+    """
+    import ray
+
+    log_filter = _installed()
+    workers = list(workers)
+    if log_filter is None or not workers:
+        return True
+    deadline = time.monotonic() + timeout
+    token = uuid.uuid4().hex
+    refs = [worker.mark_logs.remote(token) for worker in workers]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+    pids = set()
+    for ref in ready:
+        try:
+            pids.add(ray.get(ref))
+        except ray.exceptions.RayError:
+            continue  # a dead worker prints nothing more
+    expected = {(token, pid, is_err) for pid in pids for is_err in (False, True)}
+    with log_filter.arrived:
+        while not expected <= log_filter.markers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            log_filter.arrived.wait(left)
+        done = expected <= log_filter.markers
+        log_filter.markers -= expected
+    return done and len(pids) == len(refs)
+
+
+class GpuCheck:
+    """In a worker holding GPUs: say once if TensorFlow cannot see any of them.
+
+    Parameters
+    ----------
+    num_gpus : float
+        The GPUs the worker holds (Ray sets ``CUDA_VISIBLE_DEVICES`` accordingly).
+    """
+
+    def __init__(self, num_gpus: float) -> None:
+        self.pending = num_gpus > 0
+
+    def after_fits(self) -> str | None:
+        """Check once TensorFlow has been imported by a fit; print and return any problem."""
+        if not self.pending or "tensorflow" not in sys.modules:
+            return None
+        self.pending = False
+        message = missing_gpu_message(sys.modules["tensorflow"])
+        if message:
+            print(message, file=sys.stderr, flush=True)
+        return message
+
+
+def missing_gpu_message(tf: Any) -> str | None:
+    """The report for a GPU worker whose TensorFlow sees no GPU, or None if it sees one."""
+    try:
+        if tf.config.list_physical_devices("GPU"):
+            return None
+        built_with_cuda = tf.test.is_built_with_cuda()
+    except Exception as exc:  # a broken CUDA set-up can make the query itself fail
+        reason = f"asking for its GPUs raised {type(exc).__name__}: {exc}"
+    else:
+        reason = (
+            "CUDA failed to initialise"
+            if built_with_cuda
+            else "this TensorFlow build has no CUDA support"
+        )
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return (
+        f"raygrid: this worker holds GPU {devices or '?'} (CUDA_VISIBLE_DEVICES={devices!r}) "
+        f"but TensorFlow sees no GPU ({reason}); its fits run on the CPU. TensorFlow's own "
+        f"messages about it are in this worker's log, or shown with {SHOW_ENV}=1."
+    )

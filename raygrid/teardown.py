@@ -1,0 +1,71 @@
+"""A quick exit for the local Ray that raygrid started.
+
+Ray's own exit hook (``ray.shutdown`` at interpreter exit) keeps a script for about two
+seconds after its last line (measured, see ``benchmarks/exit_time.py``): it sleeps 0.5 s
+so that the workers' last lines reach the terminal, then stops Ray's processes one by one,
+giving each up to one second to go after SIGTERM; the autoscaler monitor always uses the
+whole second, because it answers SIGTERM by trying to report its own death to the GCS.
+
+For a local Ray that raygrid started itself (:func:`raygrid.execute.start_local`), a hook
+that runs before Ray's waits only as long as the workers' output takes to arrive
+(:func:`raygrid.quiet.drain`), kills the monitor outright, and then calls
+``ray.shutdown``, which stops the rest as Ray does. Nothing is left running. A Ray that
+the user started or joined is left to Ray's own hook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ray
+
+from raygrid import quiet
+
+_LOG_DRAIN_SECONDS = 0.5
+_state: dict[str, Any] = {}
+
+
+def local_ray_started(live_workers: Callable[[], Iterable[Any]]) -> None:
+    """Register the quick exit for the local Ray just started in this process.
+
+    Parameters
+    ----------
+    live_workers : callable
+        Returns the worker actors alive at exit, whose output is waited for.
+    """
+    _state["node"] = _current_node()
+    _state["live_workers"] = live_workers
+    if not _state.get("registered"):
+        # Registered after Ray's own hook, so it runs first (atexit runs last-in first).
+        atexit.register(shutdown_local)
+        _state["registered"] = True
+
+
+def shutdown_local() -> None:
+    """Stop the local Ray that raygrid started, if it is still the one connected."""
+    node = _state.get("node")
+    if node is None or not ray.is_initialized() or _current_node() is not node:
+        return
+    _state["node"] = None
+    # Waiting for the workers' output is a courtesy; stopping Ray is what must happen.
+    with contextlib.suppress(Exception):
+        quiet.drain(_state["live_workers"](), timeout=_LOG_DRAIN_SECONDS)
+    _kill_monitor(node)
+    ray.shutdown()
+
+
+def _current_node() -> Any:
+    return getattr(ray._private.worker, "_global_node", None)
+
+
+def _kill_monitor(node: Any) -> None:
+    """SIGKILL the autoscaler monitor, which would hold ``ray.shutdown`` for a second."""
+    name = getattr(ray._private.ray_constants, "PROCESS_TYPE_MONITOR", "monitor")
+    for info in getattr(node, "all_processes", {}).get(name, []):
+        process = getattr(info, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
