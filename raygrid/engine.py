@@ -431,7 +431,8 @@ class _SearchRun:
         keys = self._journal_keys(tasks, splits)
         if keys is not None:
             # Workers journal what they finish, so it survives the driver.
-            wave.journal = JournalTarget(self.journal.path, keys, [t.candidate for t in tasks])
+            directory = os.path.abspath(self.journal.path)  # workers run in other folders
+            wave.journal = JournalTarget(directory, keys, [t.candidate for t in tasks])
         if callback_ctx is not None and self.with_callbacks:
             contexts = [
                 callback_ctx.subcontext(task_name="candidate-split-evaluation", task_id=i)

@@ -135,3 +135,20 @@ def test_null_scores_in_a_dict_and_infinite_scores_are_refused(tmp_path):
         again.fit(X, y)
     assert not again.tasks_["resumed"].any()
     assert np.isfinite(again.cv_results_["mean_test_score"]).all()
+
+
+def test_workers_journal_their_own_fits(tmp_path, monkeypatch):
+    driver_rows = []
+    append = Journal.append
+
+    def counting_append(self, entries):
+        driver_rows.append(len(entries))
+        return append(self, entries)
+
+    monkeypatch.setattr(Journal, "append", counting_append)
+    monkeypatch.chdir(tmp_path)  # a relative results_dir: the workers run elsewhere
+    RayGridSearchCV(SlowRidge(), GRID, cv=3, results_dir="results").fit(X, y)
+    assert sum(driver_rows) == 0  # every row came from a worker
+    with open(tmp_path / "results" / MANIFEST) as f:
+        key = json.load(f)["search_key"]
+    assert len(Journal(tmp_path / "results", key, {}).load()) == 12
