@@ -7,7 +7,7 @@ holds the Keras wrappers and :mod:`raygrid.tracking` the experiment trackers.
 from importlib.metadata import PackageNotFoundError, version
 
 from raygrid.engine import RaySearchMixin
-from raygrid.execute import release_workers, set_worker_idle_time
+from raygrid.pool import release_workers, set_worker_idle_time
 from raygrid.search import (
     RayGridSearchCV,
     RayHalvingGridSearchCV,

@@ -195,11 +195,10 @@ def _run(args: argparse.Namespace) -> int:
     elif "verbose" not in spec.search_params:
         overrides["verbose"] = 1
     search = spec.build_search(ray_address=args.address, **overrides)
-    candidates = spec.candidates()
-    _say(
-        f"raygrid run: {args.spec}: {spec.estimator_class.__name__}, {len(candidates)} candidates"
-    )
+    n_candidates = len(spec.candidates())
+    _say(f"raygrid run: {args.spec}: {spec.estimator_class.__name__}, {n_candidates} candidates")
     _say(f"raygrid run: data {data.description}")
+    _warn_if_large(search, n_candidates, data)
     started = time.perf_counter()
     try:
         search.fit(data.X, data.y, **data.fit_params)
@@ -235,6 +234,28 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         _say(f"raygrid run: results written to {spec.output} ({len(written)} candidates)")
     return 0
+
+
+# Grids larger than this are announced with their cost before the search starts.
+LARGE_GRID = 100_000
+
+
+def _warn_if_large(search: Any, n_candidates: int, data: Any) -> None:
+    """Warn on stderr, before anything runs, when a grid search is very large."""
+    if n_candidates <= LARGE_GRID or not hasattr(search, "param_grid"):
+        return
+    from sklearn.base import is_classifier
+    from sklearn.model_selection import check_cv
+
+    cv = check_cv(search.cv, data.y, classifier=is_classifier(search.estimator))
+    n_splits = cv.get_n_splits(data.X, data.y, groups=data.fit_params.get("groups"))
+    print(
+        f"raygrid run: warning: {n_candidates:,} candidates × {n_splits} folds = "
+        f"{n_candidates * n_splits:,} fits (plus the refit); this will take long. "
+        'Narrow the grid or use kind = "randomized" or "halving_grid".',
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def format_ranking(frame: Any, top: int = 10, metric: str | None = None) -> str:

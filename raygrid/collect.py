@@ -12,7 +12,7 @@ from typing import Any
 
 from raygrid import progress
 from raygrid.callbacks import deliver
-from raygrid.journal import Journal
+from raygrid.journal import Journal, params_text
 from raygrid.plan import Task
 from raygrid.record import FitRecord
 
@@ -57,6 +57,8 @@ class Collector:
         self.n_splits = tasks[-1].split + 1
         self.bar = progress.ProgressBar(False, len(tasks), self.n_splits)
         self._failed_in_a_row: list[str] = []
+        # The first (in scikit-learn's order) fit so far that must stop the search.
+        self._to_raise: FitRecord | None = None
 
     def resume_from_journal(self) -> list[Task]:
         """Take every journaled record of this search; return the tasks still to run.
@@ -70,6 +72,15 @@ class Collector:
         for task, key in zip(self.tasks, self.keys, strict=True):
             row = done.get(key)
             if row is None or (row["fit_error"] and self.error_score == "raise"):
+                continue
+            if not _same_params(row["params"], task.params):
+                warnings.warn(
+                    f"results_dir: the journal's record {key} holds parameters "
+                    f"{row['params']} under the key of {task.params}; it is not used and "
+                    "the fit runs again.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 continue
             record = FitRecord.from_row(task.index, row)
             if record.failed:
@@ -98,10 +109,25 @@ class Collector:
                 record.trained_in = self.tasks[record.trained_in].candidate
         if self.journal is not None:
             self.journal.append(
-                [(self.keys[r.index], self.tasks[r.index], r) for r in batch if r.raised is None]
+                [
+                    (self.keys[r.index], self.tasks[r.index], r)
+                    for r in batch
+                    if r.raised is None and not r.journaled
+                ]
             )
         for record in batch:
             self._handle(record)
+        self._raise_in_order()
+
+    def _raise_in_order(self) -> None:
+        """Raise the error that stops the search once every fit before it has finished.
+
+        scikit-learn fits in order and raises the first error it meets; fits run here in
+        parallel, so a later fit's error may arrive first.
+        """
+        first = self._to_raise
+        if first is not None and all(r is not None for r in self.records[: first.index]):
+            raise_from_worker(first.raised, first.raised_text)
 
     def _handle(self, record: FitRecord) -> None:
         task = self.tasks[record.index]
@@ -110,7 +136,9 @@ class Collector:
         deliver(record.callback_messages)
         record.warnings, record.callback_messages = [], []
         if record.raised_text is not None:
-            raise_from_worker(record.raised, record.raised_text)
+            if self._to_raise is None or record.index < self._to_raise.index:
+                self._to_raise = record
+            return
         self.bar.update(task.candidate - self.first_candidate, record)
         if self.verbose > 1:
             candidate = (task.candidate - self.first_candidate, self.n_candidates)
@@ -147,6 +175,16 @@ def show_warnings(caught: list[tuple]) -> None:
     registry: dict = {}
     for message, category, filename, lineno in caught:
         warnings.warn_explicit(message, category, filename, lineno, registry=registry)
+
+
+def _same_params(journaled: str, params: dict[str, Any]) -> bool:
+    """Whether a journal row's ``params`` text is that of ``params``.
+
+    Parameters whose text names a memory address (objects without a stable repr) cannot
+    be compared across processes; the key, which hashes their content, vouches for them.
+    """
+    text = params_text(params)
+    return journaled == text or " at 0x" in text
 
 
 def _fill(scores: Any, error_score: Any) -> Any:

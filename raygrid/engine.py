@@ -23,8 +23,10 @@ the estimator accepts the data is found out by the fits, which fail under
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
+import time
 import uuid
 import weakref
 from collections import defaultdict
@@ -37,6 +39,7 @@ import pandas as pd
 import ray
 from ray import cloudpickle as ray_pickle
 from sklearn.base import _fit_context, clone, is_classifier
+from sklearn.metrics._scorer import _MultimetricScorer
 from sklearn.model_selection import check_cv
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.model_selection._validation import (
@@ -55,7 +58,7 @@ from raygrid.collect import Collector, raise_from_worker, show_warnings
 from raygrid.record import FitRecord
 from raygrid.tracking import SearchStart, Tracker
 from raygrid.tracking.session import TrackingSession
-from raygrid.worker import SearchData, WaveData
+from raygrid.worker import JournalTarget, SearchData, WaveData
 
 # raygrid's own options, shared by every search class: their defaults (used when a
 # user's own search class does not declare them) and their constraints.
@@ -70,6 +73,7 @@ RAY_OPTION_DEFAULTS: dict[str, Any] = {
     "share_prefixes": True,
     "fuse": False,
     "tracking": None,
+    "fit_timeout": None,
 }
 RAY_OPTION_CONSTRAINTS: dict[str, list] = {
     "num_cpus_per_task": [Interval(Real, 0, None, closed="neither")],
@@ -82,6 +86,7 @@ RAY_OPTION_CONSTRAINTS: dict[str, list] = {
     "share_prefixes": ["boolean"],
     "fuse": ["boolean"],
     "tracking": [Tracker, list, None],
+    "fit_timeout": [Interval(Real, 0, None, closed="neither"), None],
 }
 
 
@@ -141,6 +146,13 @@ class RaySearchMixin(BaseSearchCV):
         :class:`~raygrid.tracking.TensorBoardTracker`); where each logged it is in the
         fitted ``tracking_``. A tracker that fails costs one
         :class:`~raygrid.tracking.TrackingWarning`, never the search's results.
+    fit_timeout : float, default=None
+        Seconds one fit (of one candidate on one split) may run. A fit still running
+        then is stopped (its Ray worker is killed and replaced) and fails under
+        ``error_score`` with "timed out after N s" in its error; with
+        ``error_score='raise'`` the search raises ``TimeoutError``. With a timeout, each
+        worker runs one fit per call, so searches of many tiny fits run slower. ``None``
+        lets fits run as long as they take.
 
     Examples
     --------
@@ -225,6 +237,8 @@ class RaySearchMixin(BaseSearchCV):
         )
         slot = execute.SlotSpec(num_cpus, num_gpus)
         capacity = execute.count_slots(slot.num_cpus, slot.num_gpus)
+        if self.n_jobs in (None, -1):
+            capacity = execute.default_slots(capacity)
         n_slots = validate.resolve_n_slots(self.n_jobs, capacity)
         tracking = TrackingSession.from_option(self._ray_option("tracking"))
         with _SearchRun(self, slot, n_slots, data, routed, tracking) as run:
@@ -423,13 +437,17 @@ class _SearchRun:
     def _run_wave(self, tasks: list[plan.Task], splits, callback_ctx) -> list[FitRecord]:
         search = self.search
         wave = WaveData(splits, listeners=self.listeners)
+        keys = self._journal_keys(tasks, splits)
+        if keys is not None:
+            # Workers journal what they finish, so it survives the driver.
+            directory = os.path.abspath(self.journal.path)  # workers run in other folders
+            wave.journal = JournalTarget(directory, keys, [t.candidate for t in tasks])
         if callback_ctx is not None and self.with_callbacks:
             contexts = [
                 callback_ctx.subcontext(task_name="candidate-split-evaluation", task_id=i)
                 for i in range(len(tasks))
             ]
             wave.callbacks = ray_pickle.dumps((self.token, search, contexts))
-        keys = self._journal_keys(tasks, splits)
         collect = Collector(
             tasks,
             keys,
@@ -462,6 +480,8 @@ class _SearchRun:
                 max_in_flight=max_in_flight,
                 max_retries=search._ray_option("max_retries"),
                 on_records=on_records,
+                fit_timeout=search._ray_option("fit_timeout"),
+                on_timeout=self._timed_out(splits),
             )
         finally:
             collect.close()
@@ -473,6 +493,37 @@ class _SearchRun:
                 if record.state is not None
             }
         return collect.records
+
+    def _timed_out(self, splits) -> Any:
+        """What a fit stopped by ``fit_timeout`` reports: a failure, as ``_fit_and_score``
+        would record an exception in the fit (or a ``TimeoutError`` under 'raise')."""
+        data = self.data
+
+        def record(task: plan.Task, seconds: float) -> FitRecord:
+            what = (
+                f"the fit of candidate {task.candidate} {task.params} on split {task.split} "
+                f"timed out after {seconds:g} s (fit_timeout={seconds:g}); raygrid stopped it "
+                "and replaced its Ray worker."
+            )
+            if data.error_score == "raise":
+                raise TimeoutError(what)
+            fill = data.error_score
+            if isinstance(data.scorer, _MultimetricScorer):
+                fill = dict.fromkeys(data.scorer._scorers, data.error_score)
+            now = time.time()
+            return FitRecord(
+                index=task.index,
+                test_scores=fill,
+                train_scores=copy.copy(fill) if data.return_train_score else None,
+                fit_time=seconds,
+                score_time=0.0,
+                n_test_samples=len(splits[task.split][1]),
+                fit_error=f"TimeoutError: {what}\n",
+                start_time=now - seconds,
+                end_time=now,
+            )
+
+        return record
 
     def _units(self, tasks: list[plan.Task]) -> list:
         """How the wave's tasks run: fused, continuing earlier fits, sharing prefixes, alone."""

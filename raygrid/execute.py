@@ -10,31 +10,40 @@ thousands of small fits do not make the driver the bottleneck.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import fcntl
 import logging
-import math
+import multiprocessing
 import os
 import socket
 import sys
-import threading
+import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from raygrid import quiet, teardown
 from raygrid.plan import PrefixGroup, Task
+from raygrid.pool import (  # noqa: F401  (re-exported: the names callers know)
+    SlotSpec,
+    WorkerPool,
+    count_slots,
+    live_workers,
+    release_workers,
+    set_worker_idle_time,
+)
 from raygrid.record import FitRecord
-from raygrid.worker import FitWorker, RefitResult
+from raygrid.worker import RefitResult
 
 # A batch of fits aims at about this much work, so per-call overhead stays small.
 _TARGET_CALL_SECONDS = 0.2
 _MAX_BATCH = 256
 # A worker whose resident memory passes this after a batch is replaced by a fresh one.
 WORKER_MAX_RSS = 4 * 2**30
-# Idle workers are kept this long after a search, for the next one to start warm.
-IDLE_SECONDS = 10.0
 
 
 # The GCS addresses of the local Rays this process started with start_local().
@@ -44,9 +53,12 @@ _own_sessions: set[str] = set()
 def connect(address: str | None) -> bool:
     """Make sure this process is connected to Ray.
 
-    An initialised Ray is used as it is. Otherwise ``address`` (or ``RAY_ADDRESS``) names
-    a cluster to join; with neither, a quiet local Ray sized to this machine is started
-    and left running for later searches in this process.
+    An initialised Ray is used as it is (inside a Ray task or actor, that is the cluster
+    running it). Otherwise ``address`` (or ``RAY_ADDRESS``) names a cluster to join; with
+    neither, a nested search joins the local Ray its parent process started for its
+    searches, or that a sibling joblib/multiprocessing worker started; failing those, a
+    quiet local Ray sized to this machine is started and left running for later
+    searches in this process (and its children).
 
     Returns
     -------
@@ -70,7 +82,100 @@ def connect(address: str | None) -> bool:
         ray.init(address=address, logging_level=logging.WARNING)
         quiet.install()
         return False
+    if _join_parents_ray() or _start_or_join_siblings():
+        quiet.install()
+        return ray.get_runtime_context().gcs_address in _own_sessions
     start_local()
+    # Child processes (subprocesses, joblib workers) search on this Ray, not their own.
+    os.environ[PARENT_RAY_ENV] = ray.get_runtime_context().gcs_address
+    return True
+
+
+# Set by a process that started a local Ray for its searches; inherited by its children.
+PARENT_RAY_ENV = "RAYGRID_PARENT_RAY"
+
+
+def _join_parents_ray() -> bool:
+    """Join the local Ray the parent process started for its searches, if it runs."""
+    address = os.environ.get(PARENT_RAY_ENV)
+    if not address or address in _own_sessions or not _answers(address):
+        return False
+    ray.init(address=address, logging_level=logging.ERROR)
+    return True
+
+
+def _start_or_join_siblings() -> bool:
+    """In a multiprocessing or joblib worker: share one local Ray with its siblings.
+
+    ``cross_val_score(RayGridSearchCV(...), n_jobs=2)`` runs searches in joblib workers
+    whose parent has no Ray; the first worker to search starts a local Ray (it lives as
+    long as that worker) and the others join it instead of each claiming every CPU.
+    Returns False outside such workers.
+    """
+    if multiprocessing.parent_process() is None:
+        return False
+    path = os.path.join(
+        tempfile.gettempdir(), f"raygrid-{os.getuid()}-ray-of-children-of-{os.getppid()}"
+    )
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path) as f:
+                address, _, auth_mode = f.read().strip().partition(" ")
+        except OSError:
+            address = ""
+        if address and _answers(address):
+            if auth_mode:
+                _use_auth_mode(auth_mode)
+            ray.init(address=address, logging_level=logging.ERROR)
+            return True
+        start_local()
+        address = ray.get_runtime_context().gcs_address
+        with open(path, "w") as f:
+            f.write(f"{address} {os.environ.get('RAY_AUTH_MODE', '')}")
+    atexit.register(_forget_siblings_ray, path, address)
+    return True
+
+
+def default_slots(capacity: int) -> int:
+    """The slots a search takes when ``n_jobs`` is None or -1: all of ``capacity``, except
+    in a joblib worker, which gets joblib's budget for nested parallelism.
+
+    joblib gives each of its ``n_jobs`` workers ``cpu_count() // n_jobs`` threads
+    (``OMP_NUM_THREADS``); searches in sibling workers then run side by side on one Ray
+    instead of taking turns with every slot.
+    """
+    if multiprocessing.parent_process() is None:
+        return capacity
+    try:
+        budget = int(os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return capacity
+    return max(1, min(capacity, budget))
+
+
+def _use_auth_mode(mode: str) -> None:
+    """Connect with Ray's token authentication as the sibling that started Ray did."""
+    os.environ["RAY_AUTH_MODE"] = mode
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._raylet import Config
+
+        Config.initialize("")  # Ray reads RAY_AUTH_MODE once, into its config
+
+
+def _forget_siblings_ray(path: str, address: str) -> None:
+    with contextlib.suppress(OSError), open(path) as f:
+        if f.read().split(" ")[0] == address:
+            os.unlink(path)
+
+
+def _answers(address: str) -> bool:
+    """Whether a Ray's GCS answers at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except (OSError, ValueError):
+        return False
     return True
 
 
@@ -99,7 +204,7 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwar
     )
     _own_sessions.add(ray.get_runtime_context().gcs_address)
     quiet.install()
-    teardown.local_ray_started(lambda: [a for p in WorkerPool._pools.values() for a in p.actors])
+    teardown.local_ray_started(live_workers)
 
 
 def _check_reachable(address: str) -> None:
@@ -120,184 +225,43 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def count_slots(num_cpus: float, num_gpus: float) -> int:
-    """How many slots of this size the alive nodes of the cluster can hold at once.
-
-    Raises
-    ------
-    ValueError
-        If no node is large enough for even one slot (Ray would wait forever).
-    """
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    total = 0
-    for res in nodes:
-        fits = math.floor(res.get("CPU", 0) / num_cpus + 1e-9) if num_cpus > 0 else math.inf
-        if num_gpus > 0:
-            fits = min(fits, math.floor(res.get("GPU", 0) / num_gpus + 1e-9))
-        total += 0 if fits == math.inf else fits
-    if total == 0:
-        largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-        raise ValueError(
-            f"num_cpus_per_task={num_cpus}, num_gpus_per_task={num_gpus}: no node of the "
-            f"Ray cluster offers that much (largest node: CPU={largest.get('CPU', 0)}, "
-            f"GPU={largest.get('GPU', 0)}). Lower the per-task resources or add nodes."
-        )
-    return total
+def describe_loss(error: BaseException) -> str:
+    """Why Ray says a worker (or its result) is gone, in one line."""
+    if isinstance(error, ray.exceptions.OutOfMemoryError):
+        return "killed by Ray's memory monitor (its node was running out of memory)"
+    if isinstance(error, ray.exceptions.NodeDiedError):
+        return "its node died"
+    if isinstance(error, ray.exceptions.LocalRayletDiedError):
+        return "its node's raylet died"
+    if isinstance(error, ray.exceptions.ObjectLostError):
+        return "its result was lost with its node"
+    if isinstance(error, ray.exceptions.WorkerCrashedError):
+        return "its worker process crashed"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = " ".join(line for line in lines[1:] if not line.startswith(_ACTOR_FIELDS))
+    if "memory monitor" in detail or "OutOfMemory" in detail:
+        return f"killed by Ray's memory monitor ({_clip(detail)})"
+    return f"its worker process died ({_clip(detail or (lines[0] if lines else type(error).__name__))})"
 
 
-@dataclass(frozen=True)
-class SlotSpec:
-    """The resources of one slot: what each worker holds for its whole life."""
-
-    num_cpus: float
-    num_gpus: float
+_ACTOR_FIELDS = ("class_name:", "actor_id:", "pid:", "name:", "namespace:", "ip:")
 
 
-class WorkerPool:
-    """Long-lived fit workers, one per slot, kept warm between searches of this process.
-
-    A pool is held by one search at a time (:meth:`acquire`, :meth:`release`). Once
-    released, its workers stay alive for ``IDLE_SECONDS`` so that a following search
-    starts warm, then are killed so that an idle driver does not keep cluster resources.
-    Acquiring a pool of another slot size releases idle pools of other sizes first.
-    """
-
-    _pools: dict[tuple, WorkerPool] = {}
-    _lock = threading.RLock()
-
-    def __init__(self, spec: SlotSpec) -> None:
-        self.spec = spec
-        self.actors: list[Any] = []
-        self.in_use = False
-        self._timer: threading.Timer | None = None
-
-    @classmethod
-    def acquire(cls, spec: SlotSpec, size: int) -> WorkerPool:
-        """The pool for ``spec``, grown to ``size`` workers, marked in use."""
-        key = (_cluster_id(), spec)
-        with cls._lock:
-            for other_key, other in list(cls._pools.items()):
-                if other_key != key and not other.in_use:
-                    other.shutdown()
-            pool = cls._pools.get(key)
-            if pool is None:
-                pool = cls._pools[key] = WorkerPool(spec)
-            if pool._timer is not None:
-                pool._timer.cancel()
-            pool.in_use = True
-        pool.grow(size)
-        return pool
-
-    def release(self) -> None:
-        """End this search's use of the pool; its workers go after ``IDLE_SECONDS``."""
-        with self._lock:
-            self.in_use = False
-            if self.actors:
-                self._timer = threading.Timer(IDLE_SECONDS, self._expire)
-                self._timer.daemon = True
-                self._timer.start()
-
-    def __enter__(self) -> WorkerPool:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.release()
-
-    def _expire(self) -> None:
-        with self._lock:
-            if not self.in_use and ray.is_initialized():
-                self.shutdown()
-
-    def grow(self, size: int) -> None:
-        """Start workers until the pool has ``size`` of them."""
-        while len(self.actors) < size:
-            self.add()
-
-    def add(self) -> Any:
-        """Start one more worker holding one slot."""
-        # Lost workers are replaced by the scheduler, which counts each task's attempts;
-        # Ray itself restarts nothing.
-        actor = (
-            ray.remote(FitWorker)
-            .options(
-                num_cpus=self.spec.num_cpus,
-                num_gpus=self.spec.num_gpus,
-                max_restarts=0,
-                max_task_retries=0,
-                scheduling_strategy="SPREAD",
-            )
-            .remote(self.spec.num_cpus, self.spec.num_gpus)
-        )
-        self.actors.append(actor)
-        return actor
-
-    def discard(self, actor: Any) -> None:
-        """Kill one worker and drop it from the pool."""
-        ray.kill(actor, no_restart=True)
-        self.actors = [a for a in self.actors if a is not actor]
-
-    def shutdown(self) -> None:
-        """Kill every worker now (pending and running fits included) and forget the pool."""
-        with self._lock:
-            for actor in self.actors:
-                ray.kill(actor, no_restart=True)
-            self.actors = []
-            for key, pool in list(self._pools.items()):
-                if pool is self:
-                    del self._pools[key]
+def _clip(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def release_workers() -> None:
-    """Kill the warm workers of every idle pool now, freeing their cluster resources.
-
-    After a search its workers stay warm for a while (see :func:`set_worker_idle_time`)
-    so that a following search starts without importing TensorFlow again; call this when
-    no search follows soon. Workers of a search that is still running are left alone.
-
-    Examples
-    --------
-    >>> import raygrid
-    >>> raygrid.release_workers()
-    """
-    with WorkerPool._lock:
-        for pool in list(WorkerPool._pools.values()):
-            if not pool.in_use:
-                pool.shutdown()
-
-
-def set_worker_idle_time(seconds: float) -> float:
-    """Set how long the workers of a finished search stay warm for the next search.
-
-    Applies to searches that finish after the call, in this process.
-
-    Parameters
-    ----------
-    seconds : float
-        Idle time in seconds (default 10); 0 releases the workers as soon as a search
-        ends.
-
-    Returns
-    -------
-    float
-        The previous idle time, to restore it later.
-
-    Examples
-    --------
-    >>> import raygrid
-    >>> previous = raygrid.set_worker_idle_time(60.0)
-    >>> raygrid.set_worker_idle_time(previous)
-    60.0
-    """
-    global IDLE_SECONDS
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
-        raise ValueError(f"seconds must be a non-negative number, got {seconds!r}.")
-    previous, IDLE_SECONDS = IDLE_SECONDS, float(seconds)
-    return previous
-
-
-def _cluster_id() -> str:
-    ctx = ray.get_runtime_context()
-    return f"{ctx.gcs_address}/{ctx.get_job_id()}"
+# What the driver sees when a worker process, its node or its result is gone. Anything
+# else a call raises came from raygrid or user code and is never retried.
+WORKER_LOST = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OutOfMemoryError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.LocalRayletDiedError,
+)
 
 
 def run_tasks(
@@ -309,6 +273,8 @@ def run_tasks(
     max_in_flight: int,
     max_retries: int,
     on_records: Callable[[list[FitRecord]], None],
+    fit_timeout: float | None = None,
+    on_timeout: Callable[[Task, float], FitRecord] | None = None,
 ) -> None:
     """Run ``tasks`` on ``n_slots`` workers of ``pool``.
 
@@ -319,14 +285,21 @@ def run_tasks(
     queued or running at once. ``on_records`` is called with each batch's records as
     soon as it finishes (in completion order) and may raise to stop the search.
 
-    A worker that dies (process killed, node lost) costs its batches one attempt each:
-    they go back to the front of the queue, and the slot gets a fresh worker if the
-    cluster still has room for it. A task that has used ``1 + max_retries`` attempts
-    stops the search. On any exception, including ``KeyboardInterrupt``, every worker of
-    the pool is killed, so nothing keeps running, and the exception propagates.
+    A worker that dies (process killed, out-of-memory kill, node lost) costs its batches
+    one attempt each: they go back to the front of the queue, and the slot gets a fresh
+    worker if the cluster still has room for it. A task that has used ``1 + max_retries``
+    attempts stops the search with an error naming it, its split and the cause.
+
+    With ``fit_timeout`` (seconds), each call carries one fit and each worker one call;
+    a fit still running after ``fit_timeout`` has its worker replaced, and
+    ``on_timeout(task, fit_timeout)`` gives its record (or raises). On any exception,
+    including ``KeyboardInterrupt``, every worker of the pool is killed, so nothing keeps
+    running, and the exception propagates.
     """
     try:
         scheduler = _Scheduler(pool, n_slots, refs, max_in_flight, max_retries, on_records)
+        if fit_timeout is not None:
+            scheduler.set_timeout(fit_timeout, on_timeout)
         scheduler.run(deque(tasks))
     except BaseException:
         pool.shutdown()
@@ -343,41 +316,74 @@ class _Scheduler:
         self.on_records = on_records
         pool.grow(n_slots)
         self.slots: dict[int, Any] = dict(enumerate(pool.actors[:n_slots]))
-        self.depth = max(1, min(2, max_in_flight // max(1, n_slots)))
-        self.sizer = _BatchSizer(n_slots)
+        self.depth = max(1, min(2, max_in_flight // max(1, len(self.slots))))
+        self.sizer = _BatchSizer(len(self.slots))
         self.in_flight: dict[ray.ObjectRef, tuple[int, Any, list[Task]]] = {}
+        self.deadlines: dict[ray.ObjectRef, float] = {}
         self.busy = dict.fromkeys(self.slots, 0)
         self.attempts: dict[int, int] = {}
         self.recycle: set[int] = set()
+        self.fit_timeout: float | None = None
+
+    def set_timeout(self, seconds: float, on_timeout: Callable[[Task, float], FitRecord]):
+        """One fit per call and one call per worker, so each call's start is known."""
+        self.fit_timeout, self.on_timeout = seconds, on_timeout
+        self.depth = 1
+        self.sizer = _BatchSizer(len(self.slots), max_batch=1)
 
     def run(self, queue: deque[Task]) -> None:
         self.queue = queue
         for slot in list(self.slots):
             self._submit(slot)
         while self.in_flight:
-            ready, _ = ray.wait(list(self.in_flight), num_returns=1)
+            wait = None
+            if self.deadlines:
+                wait = max(0.0, min(self.deadlines.values()) - time.monotonic())
+            ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=wait)
             for ref in ready:
-                slot, actor, batch = self.in_flight.pop(ref)
-                current = self.slots.get(slot) is actor
-                if current:
-                    self.busy[slot] -= 1
-                try:
-                    records = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
-                    self._lost(slot, actor, batch, exc)
-                    continue
-                for record in records:
-                    record.attempts = self.attempts.get(record.index, 0) + 1
-                self.sizer.observe(records)
-                if records and (records[-1].worker_rss or 0) > WORKER_MAX_RSS:
-                    self.recycle.add(slot)
-                self.on_records(records)
-                self._submit(slot)
+                self._collect(ref)
+            self._stop_overdue()
             if self.queue and not self.slots:
                 raise RuntimeError(
                     "Every Ray worker of this search was lost and the cluster has no room "
                     f"left for a new one; {len(self.queue)} fits did not run."
                 )
+
+    def _collect(self, ref: ray.ObjectRef) -> None:
+        slot, actor, batch = self.in_flight.pop(ref)
+        self.deadlines.pop(ref, None)
+        if self.slots.get(slot) is actor:
+            self.busy[slot] -= 1
+        try:
+            records = ray.get(ref)
+        except WORKER_LOST as exc:
+            self._lost(slot, actor, batch, exc)
+            return
+        for record in records:
+            record.attempts = self.attempts.get(record.index, 0) + 1
+        self.sizer.observe(records)
+        if records and (records[-1].worker_rss or 0) > WORKER_MAX_RSS:
+            self.recycle.add(slot)
+        self.on_records(records)
+        self._submit(slot)
+
+    def _stop_overdue(self) -> None:
+        """Replace the worker of every fit past ``fit_timeout``; score the fit a failure."""
+        now = time.monotonic()
+        for ref in [r for r, deadline in self.deadlines.items() if deadline <= now]:
+            slot, actor, batch = self.in_flight.pop(ref)
+            del self.deadlines[ref]
+            tasks = [t for u in batch for t in (u.tasks if isinstance(u, PrefixGroup) else [u])]
+            records = [self.on_timeout(task, self.fit_timeout) for task in tasks]
+            for record in records:
+                record.attempts = self.attempts.get(record.index, 0) + 1
+            if self.slots.get(slot) is actor:
+                self._replace(slot)
+            else:
+                self.pool.discard(actor)
+            self.on_records(records)
+            if slot in self.slots:
+                self._submit(slot)
 
     def _submit(self, slot: int) -> None:
         if slot in self.recycle and self.busy[slot] == 0:
@@ -392,10 +398,16 @@ class _Scheduler:
             ref = (
                 self.slots[slot]
                 .run.options(name=name)
-                .remote(*self.refs, [unit.payload for unit in batch])
+                .remote(*self.refs, [unit.payload for unit in batch], self._attempt_of(batch))
             )
             self.in_flight[ref] = (slot, self.slots[slot], batch)
+            if self.fit_timeout is not None:
+                self.deadlines[ref] = time.monotonic() + self.fit_timeout
             self.busy[slot] += 1
+
+    def _attempt_of(self, batch: list) -> dict[int, int]:
+        """Which attempt this call is of each task of ``batch`` (journaled by the worker)."""
+        return {i: self.attempts.get(i, 0) + 1 for unit in batch for i in unit.indices}
 
     def _lost(self, slot: int, actor: Any, batch: list, error: Exception) -> None:
         """A worker died with ``batch`` queued or running on it: retry it elsewhere."""
@@ -403,9 +415,11 @@ class _Scheduler:
             for index in unit.indices:
                 self.attempts[index] = self.attempts.get(index, 0) + 1
             if self.attempts[unit.index] > self.max_retries:
+                task = unit.tasks[-1] if isinstance(unit, PrefixGroup) else unit
                 raise RuntimeError(
-                    f"{unit.name!r} was lost {self.attempts[unit.index]} times with its "
-                    f"Ray worker (max_retries={self.max_retries}): {error}"
+                    f"The fit of candidate {task.candidate} {task.params}, split {task.split} "
+                    f"was lost {self.attempts[unit.index]} times with its Ray worker "
+                    f"(max_retries={self.max_retries}); last cause: {describe_loss(error)}."
                 ) from error
         self.queue.extendleft(reversed(batch))
         if self.slots.get(slot) is actor:
@@ -417,14 +431,10 @@ class _Scheduler:
         """Give ``slot`` a fresh worker, or close it if the cluster has no room left."""
         old = self.slots.pop(slot)
         self.busy[slot] = 0
-        self.pool.discard(old)
-        spec = self.pool.spec
-        try:
-            capacity = count_slots(spec.num_cpus, spec.num_gpus)
-        except ValueError:
-            capacity = 0
-        if len(self.slots) < capacity:
-            self.slots[slot] = self.pool.add()
+        # Calls still queued on the old worker fail as lost and are retried elsewhere.
+        new = self.pool.replace(old, wait_started=self.fit_timeout is not None)
+        if new is not None:
+            self.slots[slot] = new
 
 
 def refit_on_pool(
@@ -443,19 +453,22 @@ def refit_on_pool(
     blob, listeners = callbacks or (None, [])
     try:
         for attempt in range(max_retries + 1):
-            actor = pool.actors[0] if pool.actors else pool.add()
+            if not pool.actors:
+                pool.grow(1)
+            actor = pool.actors[0]
             try:
                 return ray.get(
                     actor.refit.options(name="raygrid refit").remote(
                         [data_ref], params, blob, listeners
                     )
                 )
-            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+            except WORKER_LOST as exc:
                 pool.discard(actor)
                 if attempt == max_retries:
                     raise RuntimeError(
-                        f"The refit was lost {attempt + 1} times with its Ray worker "
-                        f"(max_retries={max_retries}): {exc}"
+                        f"The refit of {params} was lost {attempt + 1} times with its Ray "
+                        f"worker (max_retries={max_retries}); last cause: "
+                        f"{describe_loss(exc)}."
                     ) from exc
     except BaseException:
         pool.shutdown()
@@ -466,8 +479,9 @@ def refit_on_pool(
 class _BatchSizer:
     """Chooses how many fits go into one call, from the fit durations seen so far."""
 
-    def __init__(self, n_slots: int) -> None:
+    def __init__(self, n_slots: int, max_batch: int = _MAX_BATCH) -> None:
         self.n_slots = max(1, n_slots)
+        self.max_batch = max_batch
         self.mean_seconds: float | None = None
 
     def observe(self, records: list[FitRecord]) -> None:
@@ -483,4 +497,4 @@ class _BatchSizer:
         wanted = int(_TARGET_CALL_SECONDS / max(self.mean_seconds, 1e-6))
         # Leave enough batches for every slot at the end of the search.
         fair = max(1, remaining // (4 * self.n_slots))
-        return max(1, min(wanted, fair, _MAX_BATCH))
+        return max(1, min(wanted, fair, self.max_batch))

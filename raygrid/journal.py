@@ -2,12 +2,17 @@
 
 Layout of ``results_dir``::
 
-    raygrid-journal.json       what search this journal belongs to (its fingerprint)
-    part-<ns>-<pid>.parquet    finished fits, one file per batch of records
+    raygrid-journal.json             what search this journal belongs to (its fingerprint)
+    part-<ns>-<pid>-<id>.parquet     finished fits, one file per batch of records
 
-Every part is written to a temporary file, flushed to disk and renamed into place, so a
-crash mid-write never damages earlier parts. Records hold data only (numbers, strings,
-JSON text); nothing is ever unpickled from ``results_dir``.
+The worker that ran a batch writes its part (the driver does when the worker cannot
+reach ``results_dir``), so finished fits survive the driver. Every file is written to a
+uniquely named temporary file, flushed to disk and moved into place, so a crash mid-write
+never damages earlier parts and concurrent writers never collide; the manifest is
+created only if absent, so of two searches opening one new ``results_dir`` exactly one
+owns it. Records hold data only (numbers, strings, JSON text); nothing is ever unpickled
+from ``results_dir``, and every row is checked on reading: a row that is not what raygrid
+writes is not used (its fit runs again) and a warning names its file.
 
 Each record is keyed by a hash of what determines its result: the search's fingerprint
 (estimator class and parameters, scoring, data, fit params), the candidate's parameters
@@ -19,8 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
+import uuid
+import warnings
 from typing import Any
 
 import joblib
@@ -117,14 +125,9 @@ class Journal:
                 f"results_dir={self.path!r} holds journal parts but no {MANIFEST}; "
                 "it was not written by this search. Use another results_dir."
             )
-        _atomic_write(
-            manifest,
-            json.dumps(
-                {"format": FORMAT, "search_key": self.search_key, **description},
-                indent=2,
-                default=repr,
-            ).encode(),
-        )
+        content = {"format": FORMAT, "search_key": self.search_key, **description}
+        if not _create_exclusive(manifest, json.dumps(content, indent=2, default=repr).encode()):
+            self._check_manifest(description)  # another process created it first
 
     def load(self) -> dict[str, dict[str, Any]]:
         """Every row of this journal, by key (the newest wins for a repeated key).
@@ -157,44 +160,166 @@ class Journal:
                     f"results_dir: journal file {file!r} lacks columns {sorted(missing)}; "
                     "it was not written by raygrid."
                 )
-            for row in table.to_pylist():
-                records[row["key"]] = row
+            rows, problems = _checked_rows(table, file)
+            records.update((row["key"], row) for row in rows)
+            if problems:
+                warnings.warn(
+                    f"results_dir: journal file {file!r}: {len(problems)} row(s) are not what "
+                    f"raygrid writes and are not used; their fits run again (first: "
+                    f"{problems[0]}).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         return records
 
     def append(self, entries: list[tuple[str, Task, FitRecord]]) -> None:
         """Write ``(key, task, record)`` entries durably, as one new part file."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        if not entries:
-            return
-        rows = [
-            {
-                "key": key,
-                "candidate": task.candidate,
-                "split": task.split,
-                "params": json.dumps(task.params, default=repr, sort_keys=True),
-                **record.to_row(),
-            }
-            for key, task, record in entries
-        ]
-        table = pa.Table.from_pylist(
-            rows, schema=pa.schema([(c, pa.type_for_alias(t)) for c, t in _COLUMNS.items()])
-        )
-        name = f"{_PART_PREFIX}{time.time_ns():020d}-{os.getpid()}{_PART_SUFFIX}"
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        _atomic_write(os.path.join(self.path, name), sink.getvalue().to_pybytes())
+        write_rows(self.path, [(k, t.candidate, t.split, t.params, r) for k, t, r in entries])
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """A candidate's parameters as the journal's ``params`` column holds them."""
+    return json.dumps(params, default=repr, sort_keys=True)
+
+
+def write_rows(directory: str, entries: list[tuple[str, int, int, dict, FitRecord]]) -> None:
+    """Write ``(key, candidate, split, params, record)`` entries as one new part file.
+
+    Raises
+    ------
+    OSError
+        If ``directory`` (an existing journal) cannot be written from this process.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not entries:
+        return
+    if not os.path.isfile(os.path.join(directory, MANIFEST)):
+        raise FileNotFoundError(f"no journal manifest in {directory!r}")
+    rows = [
+        {
+            "key": key,
+            "candidate": candidate,
+            "split": split,
+            "params": params_text(params),
+            **record.to_row(),
+        }
+        for key, candidate, split, params, record in entries
+    ]
+    table = pa.Table.from_pylist(rows, schema=_schema())
+    name = f"{_PART_PREFIX}{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    _atomic_write(os.path.join(directory, name + _PART_SUFFIX), sink.getvalue().to_pybytes())
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.type_for_alias(t)) for c, t in _COLUMNS.items()])
+
+
+def _checked_rows(table: Any, file: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a part that hold what raygrid writes, and what is wrong with the others.
+
+    Raises
+    ------
+    ValueError
+        If a column does not have raygrid's type (the file was not written by raygrid).
+    """
+    schema = _schema()
+    try:
+        table = table.select(list(_COLUMNS)).cast(schema)
+    except Exception as exc:
+        raise ValueError(
+            f"results_dir: journal file {file!r} has columns of the wrong type ({exc}); "
+            "it was not written by raygrid. Move it away to rerun its fits."
+        ) from None
+    good, problems = [], []
+    for number, row in enumerate(table.to_pylist()):
+        problem = _row_problem(row)
+        if problem is None:
+            good.append(row)
+        else:
+            problems.append(f"row {number}: {problem}")
+    return good, problems
+
+
+_REQUIRED = ("key", "candidate", "split", "params", "test_scores", "fit_time", "score_time")
+
+
+def _row_problem(row: dict[str, Any]) -> str | None:
+    """What makes ``row`` unusable, or None."""
+    missing = [c for c in (*_REQUIRED, "n_test_samples", "attempts") if row[c] is None]
+    if missing:
+        return f"no value in {missing}"
+    if min(row["candidate"], row["split"], row["n_test_samples"]) < 0 or row["attempts"] < 1:
+        return "negative index or count"
+    for column in ("fit_time", "score_time"):
+        if not math.isfinite(row[column]) or row[column] < 0:
+            return f"{column} is {row[column]!r}"
+    for column in ("params", "test_scores", "train_scores", "fit_info"):
+        if row[column] is None:
+            continue
+        try:
+            value = json.loads(row[column])
+        except ValueError:
+            return f"{column} is not JSON: {row[column][:60]!r}"
+        if column.endswith("_scores") and not _valid_scores(value):
+            return f"{column} is not a score or a dict of scores: {row[column][:60]!r}"
+        if column in ("params", "fit_info") and not isinstance(value, dict):
+            return f"{column} is not a JSON object"
+    return None
+
+
+def _valid_scores(value: Any) -> bool:
+    """A finite-or-NaN number, or a non-empty dict of them by metric name."""
+    if isinstance(value, dict):
+        return bool(value) and all(_valid_score(v) for v in value.values())
+    return _valid_score(value)
+
+
+def _valid_score(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) or math.isnan(value)
 
 
 def _atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see all of it or nothing."""
-    tmp = path + ".tmp"
+    tmp = _write_temporary(path, data)
+    os.replace(tmp, path)
+    _sync_directory(path)
+
+
+def _create_exclusive(path: str, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; whether this call created it.
+
+    Readers see all of the file or none of it.
+    """
+    tmp = _write_temporary(path, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    _sync_directory(path)
+    return True
+
+
+def _write_temporary(path: str, data: bytes) -> str:
+    tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return tmp
+
+
+def _sync_directory(path: str) -> None:
     directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:
         os.fsync(directory)

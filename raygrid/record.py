@@ -74,6 +74,8 @@ class FitRecord:
         Transient: ``(message, category, filename, lineno)`` of warnings the fit raised.
     callback_messages : list of tuple
         Transient: ``(listener address, message)`` sent by scikit-learn callbacks.
+    journaled : bool
+        Transient: the worker already wrote the record to the search's journal.
     state : ray.ObjectRef or None
         Transient: the fitted estimator, kept for a later wave to train on from.
     """
@@ -100,6 +102,7 @@ class FitRecord:
     raised_text: str | None = None
     warnings: list[tuple] = field(default_factory=list)
     callback_messages: list[tuple] = field(default_factory=list)
+    journaled: bool = False
     state: Any = None
 
     @property

@@ -91,6 +91,19 @@ class SearchResults:
 
 # --------------------------------------------------------------------------- reading
 
+# Columns of cv_results_ that must hold numbers.
+_SCORE_COLUMN = re.compile(
+    r"^((mean|std)_(fit|score)_time|(split\d+|mean|std|rank)_(test|train)_.+)$"
+)
+
+
+def _check_numeric(file: str, frame: pd.DataFrame, columns: list[str]) -> None:
+    """Refuse ``file`` if one of ``columns`` holds something other than numbers."""
+    for column in columns:
+        dtype = frame[column].dtype
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            raise ReportError(f"{file}: column {column} holds {dtype}, not numbers")
+
 
 def read_search(path: str | os.PathLike) -> SearchResults:
     """Read and check a results directory written by ``save_results``.
@@ -130,11 +143,20 @@ def read_search(path: str | os.PathLike) -> SearchResults:
         raise ReportError(f"{results_file}: not raygrid search results (no {missing[0]} column)")
     if len(results) == 0:
         raise ReportError(f"{results_file}: no candidates (the file has zero rows)")
+    _check_numeric(results_file, results, [c for c in results if _SCORE_COLUMN.match(c)])
     if tasks is not None:
+        tasks_file = os.path.join(path, results_io.TASKS_FILE)
         absent = [c for c in TASK_COLUMNS if c not in tasks.columns]
         if absent:
-            tasks_file = os.path.join(path, results_io.TASKS_FILE)
             raise ReportError(f"{tasks_file}: not raygrid tasks (no {absent[0]} column)")
+        _check_numeric(tasks_file, tasks, ["candidate", "split", "pid"])
+        for column in ("start_time", "end_time"):
+            if not pd.api.types.is_datetime64_any_dtype(tasks[column]):
+                raise ReportError(
+                    f"{tasks_file}: column {column} holds {tasks[column].dtype}, not times"
+                )
+        if len(tasks) and not tasks["candidate"].between(0, len(results) - 1).all():
+            raise ReportError(f"{tasks_file}: candidate indices outside the results' rows")
     params = [c for c in results.columns if not _RESULT_COLUMN.match(c)]
     return SearchResults(results.reset_index(drop=True), tasks, summary, params, metrics)
 
@@ -1062,10 +1084,18 @@ def cli_main(argv: list[str] | None = None) -> int:
         0 on success; 2 for bad input, printed as one ``raygrid report: ...`` line on
         stderr.
     """
+    path = None
     try:
-        return _run(_parser().parse_args(argv))
+        args = _parser().parse_args(argv)
+        path = args.path
+        return _run(args)
     except ReportError as exc:
         print(f"{PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        # Files that pass every check above but still hold what raygrid never writes.
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"{PROG}: {path}: not reportable raygrid results ({what})", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0

@@ -158,12 +158,20 @@ def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | 
     if not any(c.startswith("rank_test_") for c in results.columns):
         raise ValueError(f"{results_file}: not raygrid search results (no rank_test_* column)")
     tasks_file = os.path.join(path, TASKS_FILE)
-    tasks = pq.read_table(tasks_file).to_pandas() if os.path.isfile(tasks_file) else None
+    tasks = None
+    if os.path.isfile(tasks_file):
+        try:
+            tasks = pq.read_table(tasks_file).to_pandas()
+        except Exception as exc:
+            raise ValueError(f"{tasks_file}: not a readable Parquet file ({exc})") from None
     summary_file = os.path.join(path, SUMMARY_FILE)
     summary = {}
     if os.path.isfile(summary_file):
-        with open(summary_file) as f:
-            summary = json.load(f)
+        try:
+            with open(summary_file) as f:
+                summary = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{summary_file}: not a raygrid search summary ({exc})") from None
     return results, tasks, summary
 
 

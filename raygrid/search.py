@@ -42,7 +42,8 @@ error_score, return_train_score : see scikit-learn
         running at once (``None`` or ``-1``: as many as the cluster's resources allow);
         ``verbose`` lines are printed by the driver as fits finish.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking : see RaySearchMixin
+max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
+fit_timeout : see RaySearchMixin
         The options of raygrid; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -105,6 +106,7 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         share_prefixes=True,
         fuse=False,
         tracking=None,
+        fit_timeout=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -128,6 +130,7 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         self.share_prefixes = share_prefixes
         self.fuse = fuse
         self.tracking = tracking
+        self.fit_timeout = fit_timeout
 
 
 class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
@@ -143,7 +146,8 @@ class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
 pre_dispatch, random_state, error_score, return_train_score : see scikit-learn
         As for :class:`~sklearn.model_selection.RandomizedSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking : see RaySearchMixin
+max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
+fit_timeout : see RaySearchMixin
         The options of raygrid; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -201,6 +205,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         share_prefixes=True,
         fuse=False,
         tracking=None,
+        fit_timeout=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -226,6 +231,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.share_prefixes = share_prefixes
         self.fuse = fuse
         self.tracking = tracking
+        self.fit_timeout = fit_timeout
 
 
 class RayHalvingGridSearchCV(HalvingGridSearchCV, RaySearchMixin):
@@ -243,7 +249,8 @@ aggressive_elimination, cv, scoring, refit, error_score, return_train_score, \
 random_state, n_jobs, verbose : see scikit-learn
         As for :class:`~sklearn.model_selection.HalvingGridSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking : see RaySearchMixin
+max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
+fit_timeout : see RaySearchMixin
         The options of raygrid; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -306,6 +313,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         share_prefixes=True,
         fuse=False,
         tracking=None,
+        fit_timeout=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -334,6 +342,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.share_prefixes = share_prefixes
         self.fuse = fuse
         self.tracking = tracking
+        self.fit_timeout = fit_timeout
 
 
 class RayHalvingRandomSearchCV(HalvingRandomSearchCV, RaySearchMixin):
@@ -350,7 +359,8 @@ min_resources, aggressive_elimination, cv, scoring, refit, error_score, \
 return_train_score, random_state, n_jobs, verbose : see scikit-learn
         As for :class:`~sklearn.model_selection.HalvingRandomSearchCV`.
     num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking : see RaySearchMixin
+max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
+fit_timeout : see RaySearchMixin
         The options of raygrid; see :class:`~raygrid.engine.RaySearchMixin`.
 
     Attributes
@@ -415,6 +425,7 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         share_prefixes=True,
         fuse=False,
         tracking=None,
+        fit_timeout=None,
     ):
         super().__init__(
             estimator=estimator,
@@ -444,3 +455,4 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         self.share_prefixes = share_prefixes
         self.fuse = fuse
         self.tracking = tracking
+        self.fit_timeout = fit_timeout

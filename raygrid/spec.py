@@ -113,10 +113,11 @@ _SEARCH_KEYS = (
     "results_dir",
     "max_consecutive_failures",
     "progress",
+    "fit_timeout",
     "verbose",
 )
 # Parameters newer versions of RayGridSearchCV take: passed only when it has them.
-_OPTIONAL_SEARCH_KEYS = ("results_dir", "max_consecutive_failures", "progress")
+_OPTIONAL_SEARCH_KEYS = ("results_dir", "max_consecutive_failures", "progress", "fit_timeout")
 # [search].kind -> (raygrid class name, the options of that kind). Their values are checked
 # by the class's own parameter validation (see _Checker.check_kind_options).
 SEARCH_KINDS = {
@@ -243,11 +244,15 @@ class SearchSpec:
         """A new, unfitted estimator from ``[estimator]``."""
         return self.estimator_class(**self.estimator_params)
 
-    def candidates(self) -> list[dict[str, Any]]:
-        """Every candidate of the grid, in scikit-learn's order."""
+    def candidates(self) -> Any:
+        """Every candidate of the grid, in scikit-learn's order.
+
+        A :class:`~sklearn.model_selection.ParameterGrid`: its length and items are
+        computed on demand, so a grid of millions of candidates costs no memory here.
+        """
         from sklearn.model_selection import ParameterGrid
 
-        return list(ParameterGrid(self.search_params["param_grid"]))
+        return ParameterGrid(self.search_params["param_grid"])
 
     def build_search(self, ray_address: str | None = None, **overrides: Any) -> Any:
         """The search ``[search].kind`` names (grid by default), configured from the spec.
@@ -634,6 +639,12 @@ class _Checker:
                 self.fail("[search].max_consecutive_failures", "an int >= 1", value)
             else:
                 out["max_consecutive_failures"] = value
+        if "fit_timeout" in table and _search_accepts("fit_timeout"):
+            value = table["fit_timeout"]
+            if not _is_number(value) or not math.isfinite(value) or value <= 0:
+                self.fail("[search].fit_timeout", "a number of seconds > 0", value)
+            else:
+                out["fit_timeout"] = value
         if "progress" in table and _search_accepts("progress"):
             value = table["progress"]
             if not (isinstance(value, bool) or value == "auto"):
@@ -796,12 +807,13 @@ class _Checker:
                 f"[search].param_grid[{i}]" if isinstance(grid, list) else "[search].param_grid"
             )
             try:
-                candidates = list(ParameterGrid(one))
+                candidates = ParameterGrid(one)  # lazy: a huge grid is not expanded
+                first = [candidates[0]] if len(candidates) else []
             except Exception as exc:
                 self.fail(where, f"not a valid grid: {exc}")
                 continue
             try:
-                check_candidate_params(estimator, candidates[:1])
+                check_candidate_params(estimator, first)
             except Exception as exc:
                 names = sorted(estimator.get_params(deep=True))
                 bad = next((n for n in one if n not in names), None)

@@ -13,6 +13,7 @@ inside the task's :class:`~raygrid.record.FitRecord`, and the driver decides wha
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import pickle
@@ -31,8 +32,9 @@ from sklearn.model_selection._validation import _fit_and_score, _score
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples
 
-from raygrid import prefix, quiet
+from raygrid import gpu_memory, prefix, quiet
 from raygrid.callbacks import Relay
+from raygrid.journal import write_rows
 from raygrid.record import FitRecord, fit_info
 
 
@@ -85,6 +87,17 @@ class WaveData:
     splits: list[tuple[np.ndarray, np.ndarray]]
     callbacks: bytes | None = None
     listeners: list = field(default_factory=list)
+    journal: JournalTarget | None = None
+
+
+@dataclass
+class JournalTarget:
+    """Where a worker journals the fits it finishes: ``results_dir`` and, by task index,
+    each task's journal key and candidate index."""
+
+    directory: str
+    keys: list[str]
+    candidates: list[int]
 
 
 def fit_and_score(
@@ -123,7 +136,7 @@ def fit_and_score(
                 error_score=data.error_score,
                 **callback_args,
             )
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001  (what the estimator raised is the user's)
             record = FitRecord(
                 index=-1,
                 test_scores=math.nan,
@@ -140,7 +153,7 @@ def fit_and_score(
                 fit_time=out["fit_time"],
                 score_time=out["score_time"],
                 n_test_samples=int(out["n_test_samples"]),
-                fit_error=out["fit_error"],
+                fit_error=gpu_memory.explain_out_of_memory(out["fit_error"]),
                 fit_info=fit_info(out["estimator"]) if out["fit_error"] is None else {},
             )
     record.warnings = _portable_warnings(caught)
@@ -194,6 +207,9 @@ def fit_and_score_prefixes(
             except Exception as exc:
                 fit_time = time.time() - start - scoring_time
                 records += [_failed(data, i, fit_time, exc) for i, _ in members[position:]]
+                break
+            except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt, SystemExit from fit)
+                records.append(_raised(index, time.time() - start - scoring_time, exc))
                 break
             fit_time = time.time() - start - scoring_time
             try:
@@ -302,7 +318,7 @@ def _failed(data: SearchData, index: int, fit_time: float, exc: Exception) -> Fi
     )
 
 
-def _raised(index: int, fit_time: float, exc: Exception) -> FitRecord:
+def _raised(index: int, fit_time: float, exc: BaseException) -> FitRecord:
     """A record carrying the exception the driver must re-raise (call in ``except``)."""
     return FitRecord(
         index=index,
@@ -374,7 +390,7 @@ def refit(data: SearchData, params: dict[str, Any], callback_args: dict[str, Any
             refit_time = time.time() - start
             if ctx is not None:
                 ctx.call_on_fit_task_end(estimator=caller, X=X, y=y, metadata=metadata)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001  (what the estimator raised is the user's)
             result = RefitResult(None, time.time() - start, _portable(exc), traceback.format_exc())
         else:
             # Shipped as bytes so that the driver's copy owns writable arrays instead of
@@ -406,6 +422,12 @@ class FitWorker:
 
     def __init__(self, num_cpus: float, num_gpus: float) -> None:
         prepare_process(num_cpus, num_gpus)
+        try:
+            gpu_memory.limit_if_shared(num_gpus)
+        except Exception as exc:  # a broken TensorFlow install fails the fits, not the worker
+            warnings.warn(
+                f"raygrid: could not limit TensorFlow's GPU memory: {exc!r}", stacklevel=1
+            )
         self._data_key: str | None = None
         self._data: SearchData | None = None
         self._wave_key: str | None = None
@@ -444,7 +466,9 @@ class FitWorker:
             return {}
         return {"caller": self._caller, "callback_ctx": self._contexts[index]}
 
-    def run(self, data_ref: list, wave_ref: list, units: list[tuple]) -> list:
+    def run(
+        self, data_ref: list, wave_ref: list, units: list[tuple], attempts: dict | None = None
+    ) -> list:
         """Fit and score each unit of the wave; one record per task.
 
         A unit is ``(kind, [(index, params, split), ...], options)``: ``"fit"``, one task;
@@ -453,6 +477,10 @@ class FitWorker:
         from the state ``resume`` if given, keeping the final state in Ray's object
         store if ``keep``; ``"fused"``, fits trained together as one stack of networks
         (see :mod:`raygrid.keras.fused`).
+        ``attempts`` says which attempt this is of each task, by index.
+
+        With a journal, the finished records are journaled here, so that they survive the
+        driver; a record is marked ``journaled`` when that worked.
         """
         wave = self._load_wave(wave_ref)  # first: it may relay the data's callbacks
         data = self._load(data_ref)
@@ -477,11 +505,15 @@ class FitWorker:
                 record.start_time, record.end_time = started, time.time()
                 record.node_id, record.pid, record.gpu_ids = where
                 record.worker_rss = _rss()
+                record.attempts = (attempts or {}).get(record.index, 1)
                 if self._relay is not None:
                     record.callback_messages = self._relay.take()
             records.extend(done)
             self._fits += 1
         self._gpu_check.after_fits()
+        if wave.journal is not None:
+            tasks = {i: (split, params) for _, members, _ in units for i, params, split in members}
+            _journal(wave.journal, records, tasks)
         return records
 
     def refit(self, data_ref: list, params: dict, callbacks: bytes | None, listeners: list):
@@ -516,6 +548,33 @@ class FitWorker:
             "rss": _rss(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
+
+
+def _journal(target: JournalTarget, records: list[FitRecord], tasks: dict[int, tuple]) -> None:
+    """Write the batch's records to ``results_dir`` (a directory this node may not see)."""
+    rows = [
+        (
+            target.keys[r.index],
+            target.candidates[r.index],
+            *tasks[r.index],
+            _as_journaled(target, r),
+        )
+        for r in records
+        if r.raised is None
+    ]
+    try:
+        write_rows(target.directory, rows)
+    except OSError:
+        return  # the driver journals them
+    for record in records:
+        record.journaled = record.raised is None
+
+
+def _as_journaled(target: JournalTarget, record: FitRecord) -> FitRecord:
+    """The record as the journal keeps it: ``trained_in`` as a candidate, not a wave index."""
+    if record.trained_in is None:
+        return record
+    return dataclasses.replace(record, trained_in=target.candidates[record.trained_in])
 
 
 def _load_callbacks(blob: bytes) -> tuple[Any, Any]:

@@ -129,6 +129,60 @@ class FlatImageClassifier(BaseEstimator, ClassifierMixin):
         return self.model_.predict(X.reshape(len(X), -1))
 
 
+class MisbehavingRidge(Ridge):
+    """Ridge whose fit misbehaves for ``alpha == bad_alpha``, as ``how`` says.
+
+    ``'hang'`` sleeps for an hour; ``'keyboard_interrupt'`` and ``'system_exit'`` raise
+    ``KeyboardInterrupt`` / ``SystemExit(3)``; ``'exit'`` ends the process with
+    ``os._exit(3)``; ``'hog'`` holds ``hog_mib`` MiB of memory for 20 s. Each misbehaving
+    fit first writes a marker file into ``marker_dir`` (to count attempts across
+    processes).
+    """
+
+    def __init__(self, alpha=1.0, bad_alpha=None, how=None, marker_dir=None, hog_mib=0):
+        super().__init__(alpha=alpha)
+        self.bad_alpha = bad_alpha
+        self.how = how
+        self.marker_dir = marker_dir
+        self.hog_mib = hog_mib
+
+    def fit(self, X, y, **kwargs):
+        if self.alpha == self.bad_alpha:
+            if self.marker_dir:
+                with open(os.path.join(self.marker_dir, f"bad-{uuid.uuid4().hex}"), "w") as f:
+                    f.write(str(os.getpid()))
+            if self.how == "hang":
+                time.sleep(3600)
+            elif self.how == "keyboard_interrupt":
+                raise KeyboardInterrupt("fit interrupted itself")
+            elif self.how == "system_exit":
+                raise SystemExit(3)
+            elif self.how == "exit":
+                os._exit(3)
+            elif self.how == "hog":
+                hog = np.ones(self.hog_mib * 2**20 // 8)
+                time.sleep(20)
+                del hog
+        return super().fit(X, y, **kwargs)
+
+
+class SessionProbeRidge(Ridge):
+    """Ridge whose every fit writes the Ray session it ran in into ``probe_dir``."""
+
+    def __init__(self, alpha=1.0, probe_dir=None):
+        super().__init__(alpha=alpha)
+        self.probe_dir = probe_dir
+
+    def fit(self, X, y, **kwargs):
+        import ray
+
+        if self.probe_dir and ray.is_initialized():
+            name = ray.get_runtime_context().get_session_name()
+            with open(os.path.join(self.probe_dir, f"session-{uuid.uuid4().hex}"), "w") as f:
+                f.write(name)
+        return super().fit(X, y, **kwargs)
+
+
 class StepRegressor(BaseEstimator):
     """A user's own estimator opting in to prefix sharing: ``n_steps`` gradient steps.
 

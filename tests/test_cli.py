@@ -596,3 +596,34 @@ def test_train_script_quick(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "Best cross-validation accuracy:" in out
     assert (tmp_path / "out" / RESULTS_FILE).is_file()
+
+
+def test_huge_grid_is_announced_with_its_cost_and_never_expanded(tmp_path: Path, capsys) -> None:
+    import tracemalloc
+
+    spec = write_tiny_spec(tmp_path, "out", search_extra="fit_timeout = 30")
+    values = ", ".join(str(v) for v in range(1, 1001))
+    text = spec.read_text().replace(
+        'max_depth = [1, 2, 3], criterion = ["gini", "entropy"]',
+        f"max_depth = [{values}], min_samples_leaf = [{values}]",
+    )
+    spec.write_text(text)
+    stopped = RuntimeError("stopped before fitting")
+
+    def no_fit(self, X, y=None, **params):
+        raise stopped
+
+    tracemalloc.start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(RayGridSearchCV, "fit", no_fit)
+            code = cli.main(["run", str(spec)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    out, err = capsys.readouterr()
+    assert code == 1 and "stopped before fitting" in err
+    assert "1000000 candidates" in out
+    assert "warning: 1,000,000 candidates × 3 folds = 3,000,000 fits" in err
+    assert peak < 50 * 2**20  # a million candidates as dicts would take hundreds of MB
+    assert load_spec(spec).search_params["fit_timeout"] == 30

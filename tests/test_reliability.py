@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import ray
 from compare import assert_cv_results_equal
-from estimators import FailingRidge, SlowRidge
+from estimators import FailingRidge, MisbehavingRidge, SlowRidge
 from sklearn.datasets import make_regression
 
 from raygrid import RayGridSearchCV
@@ -320,3 +321,172 @@ def test_lost_node_mid_search_gives_identical_results(tmp_path):
     reference = GridSearchCV(SlowRidge(), {"alpha": alphas}, cv=3).fit(X, y).cv_results_
     for key, values in out["results"].items():
         np.testing.assert_array_equal(np.asarray(values), reference[key], err_msg=key)
+
+
+def _markers(path):
+    return sorted(os.listdir(path))
+
+
+def test_fit_timeout_stops_a_hanging_fit_and_scores_it_a_failure(tmp_path):
+    grid = {"alpha": [0.1, 1.0, 10.0]}
+    search = RayGridSearchCV(
+        MisbehavingRidge(bad_alpha=1.0, how="hang", marker_dir=str(tmp_path)),
+        grid,
+        cv=2,
+        fit_timeout=3,
+        error_score=-1.0,
+    )
+    start = time.time()
+    with pytest.warns(Warning, match="timed out after 3 s"):
+        search.fit(X, y)
+    assert time.time() - start < 45
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[1] == -1.0 and scores[0] > 0.9 and scores[2] > 0.9
+    failed = search.tasks_[search.tasks_["error"].notna()]
+    assert list(failed["candidate"]) == [1, 1]
+    assert failed["error"].str.contains("timed out after 3 s").all()
+    assert (search.tasks_["attempts"] == 1).all()
+    assert len(_markers(tmp_path)) == 2  # each hanging fit ran once: never retried
+
+
+def test_fit_timeout_under_error_score_raise_raises_timeout_error(tmp_path):
+    search = RayGridSearchCV(
+        MisbehavingRidge(bad_alpha=1.0, how="hang"),
+        {"alpha": [1.0]},
+        cv=2,
+        fit_timeout=1.5,
+        error_score="raise",
+    )
+    with pytest.raises(TimeoutError, match=r"candidate 0 .* split \d timed out after 1.5 s"):
+        search.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "how, error", [("keyboard_interrupt", KeyboardInterrupt), ("system_exit", SystemExit)]
+)
+def test_base_exceptions_raised_by_fit_are_user_errors(tmp_path, how, error):
+    search = RayGridSearchCV(
+        MisbehavingRidge(bad_alpha=1.0, how=how, marker_dir=str(tmp_path)),
+        {"alpha": [1.0]},
+        cv=2,
+        n_jobs=1,
+    )
+    with pytest.raises(error) as info:
+        search.fit(X, y)
+    assert "Raised in a Ray worker" in "".join(getattr(info.value, "__notes__", []))
+    # At most once per split (both splits' fits may be queued on the worker); a retry
+    # (max_retries=3) would run a split's fit again.
+    assert 1 <= len(_markers(tmp_path)) <= 2
+    # The worker survived: the next search reuses it.
+    assert RayGridSearchCV(SlowRidge(), {"alpha": [1.0]}, cv=2).fit(X, y).best_score_ > 0.9
+
+
+def test_process_exit_in_fit_costs_attempts_and_names_candidate_split_cause(tmp_path):
+    search = RayGridSearchCV(
+        MisbehavingRidge(bad_alpha=1.0, how="exit", marker_dir=str(tmp_path)),
+        {"alpha": [1.0]},
+        cv=2,
+        n_jobs=1,
+        max_retries=1,
+    )
+    with pytest.raises(RuntimeError) as info:
+        search.fit(X, y)
+    message = str(info.value)
+    assert "\n" not in message
+    assert re.search(r"candidate 0 \{'alpha': 1.0\}, split [01] was lost 2 times", message)
+    assert "max_retries=1" in message and "last cause: its worker process died" in message
+    assert isinstance(info.value.__cause__, ray.exceptions.RayError)
+    assert len(_markers(tmp_path)) == 2
+
+
+OUT_OF_MEMORY = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {tests!r})
+    import ray
+    from sklearn.datasets import make_regression
+    from estimators import MisbehavingRidge
+    from raygrid import RayGridSearchCV
+    from raygrid.execute import start_local
+
+    start_local(num_cpus=1, log_to_driver=False)
+    X, y = make_regression(n_samples=60, n_features=4, noise=1.0, random_state=0)
+    search = RayGridSearchCV(
+        MisbehavingRidge(bad_alpha=1.0, how="hog", hog_mib={hog_mib}, marker_dir={markers!r}),
+        {{"alpha": [1.0]}},
+        cv=2,
+        max_retries=1,
+        progress=False,
+    )
+    try:
+        search.fit(X, y)
+    except RuntimeError as exc:
+        print("ERROR", exc, flush=True)
+        print("CAUSE", type(exc.__cause__).__name__, flush=True)
+    """
+)
+
+
+def _run_out_of_memory_script(tmp_path, hog_mib, margin_mib):
+    from ray._common.utils import get_system_memory
+    from ray._private.utils import get_used_memory
+
+    # Measured as Ray's memory monitor measures (page cache included): the monitor kills
+    # once the node's memory passes what is used now + margin, which the hog crosses.
+    threshold = (get_used_memory() / 2**20 + margin_mib) / (get_system_memory() / 2**20)
+    markers = tmp_path / f"markers-{time.time_ns()}"
+    markers.mkdir()
+    script = tmp_path / "oom.py"
+    script.write_text(OUT_OF_MEMORY.format(tests=TESTS_DIR, markers=str(markers), hog_mib=hog_mib))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAYGRID_PARENT_RAY")}
+    env.update(RAY_memory_usage_threshold=f"{threshold:.4f}", RAY_memory_monitor_refresh_ms="100")
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    error = next(line for line in run.stdout.splitlines() if line.startswith("ERROR"))
+    return error, run.stdout, len(os.listdir(markers))
+
+
+@pytest.mark.slow
+def test_worker_killed_by_ray_memory_monitor_is_retried_and_named(tmp_path):
+    for _ in range(2):
+        error, out, attempts = _run_out_of_memory_script(tmp_path, hog_mib=4096, margin_mib=2560)
+        # Other processes on this machine may cross the threshold before any fit starts.
+        if "No Ray worker for this search started" not in error:
+            break
+    assert re.search(r"candidate 0 \{'alpha': 1.0\}, split \d was lost 2 times", error), error
+    assert "last cause: killed by Ray's memory monitor" in error, error
+    assert "CAUSE OutOfMemoryError" in out or "CAUSE ActorDiedError" in out
+    assert attempts == 2  # the first attempt, and its one retry
+
+
+@pytest.mark.slow
+def test_driver_frozen_then_killed_loses_no_finished_fit(tmp_path):
+    script, markers = _driver(tmp_path, delay=0.4)
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: len(os.listdir(markers)) >= 4, 120, "four fits to finish", proc)
+        # A frozen driver collects nothing; the fits already queued on its workers go on.
+        proc.send_signal(signal.SIGSTOP)
+        count = -1
+        while count != len(os.listdir(markers)):
+            count = len(os.listdir(markers))
+            time.sleep(2.0)
+    finally:
+        proc.kill()
+        proc.wait()
+    _wait_for(_all_cpus_free, 30, "the killed driver's workers to go away")
+    release_workers()
+    finished = len(os.listdir(markers))
+    journaled = len(_journal_records(results))
+    assert 0 < finished < 18
+    assert journaled == finished  # every fit that finished was journaled by its worker
+
+    rerun = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resumed {journaled}" in rerun.stdout
+    assert len(os.listdir(markers)) - finished == (18 - journaled) + 1  # + the refit

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from raygrid import RayGridSearchCV, report
-from raygrid.results import RESULTS_FILE, TASKS_FILE
+from raygrid.results import RESULTS_FILE, SUMMARY_FILE, TASKS_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 X, y = make_classification(n_samples=100, random_state=0)
@@ -268,9 +268,53 @@ def break_top(path):
     return path, ["--top", "0"]
 
 
+def break_score_type(path):
+    results = pd.read_parquet(path / RESULTS_FILE)
+    results["mean_test_score"] = results["mean_test_score"].astype(str)
+    results.to_parquet(path / RESULTS_FILE)
+    return path, []
+
+
+def break_rank_type(path):
+    results = pd.read_parquet(path / RESULTS_FILE)
+    results["rank_test_score"] = "first"
+    results.to_parquet(path / RESULTS_FILE)
+    return path, []
+
+
+def break_task_times(path):
+    tasks = pd.read_parquet(path / TASKS_FILE)
+    tasks["start_time"] = "yesterday"
+    tasks.to_parquet(path / TASKS_FILE)
+    return path, []
+
+
+def break_task_candidates(path):
+    tasks = pd.read_parquet(path / TASKS_FILE)
+    tasks["candidate"] = tasks["candidate"] + 1000
+    tasks.to_parquet(path / TASKS_FILE)
+    return path, []
+
+
+def break_tasks_file(path):
+    (path / TASKS_FILE).write_bytes(b"not parquet")
+    return path, []
+
+
+def break_summary(path):
+    (path / SUMMARY_FILE).write_text("{'estimator': 1}")
+    return path, []
+
+
 @pytest.mark.parametrize(
     ("breaker", "message"),
     [
+        (break_score_type, f"{RESULTS_FILE}: column mean_test_score holds"),
+        (break_rank_type, f"{RESULTS_FILE}: column rank_test_score holds"),
+        (break_task_times, f"{TASKS_FILE}: column start_time holds"),
+        (break_task_candidates, f"{TASKS_FILE}: candidate indices outside"),
+        (break_tasks_file, f"{TASKS_FILE}: not a readable Parquet file"),
+        (break_summary, f"{SUMMARY_FILE}: not a raygrid search summary"),
         (break_missing_path, "no such directory"),
         (break_missing_file, f"no {RESULTS_FILE} here"),
         (break_foreign_parquet, "not raygrid search results"),

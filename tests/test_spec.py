@@ -385,6 +385,7 @@ def test_output_path_that_is_a_file_and_unknown_output_key(folder: Path) -> None
         ("results_dir", '"journal"', "journal", "3", "a directory path"),
         ("max_consecutive_failures", "5", 5, "0", "an int >= 1, got 0"),
         ("progress", "false", False, '"yes"', 'true, false or "auto", got "yes"'),
+        ("fit_timeout", "2.5", 2.5, "0", "a number of seconds > 0, got 0"),
     ],
 )
 def test_newer_search_parameters_only_if_supported(folder, name, value, expected, bad, fragment):

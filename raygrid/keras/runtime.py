@@ -111,7 +111,7 @@ def configure_tensorflow(
             for gpu in tf.config.list_physical_devices("GPU"):
                 try:
                     tf.config.experimental.set_memory_growth(gpu, True)
-                except RuntimeError:
+                except (RuntimeError, ValueError):  # ValueError: a raygrid memory limit is set
                     applied = False
                     logger.debug("GPU %s already initialised; memory growth unchanged", gpu)
         return applied
