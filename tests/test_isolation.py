@@ -170,31 +170,44 @@ CROSS_VAL = textwrap.dedent(
     search = RayGridSearchCV(
         SessionProbeRidge(probe_dir={probes!r}), {{"alpha": [0.1, 1.0]}}, cv=2, progress=False
     )
+    if sys.argv[1:] == ["parent-first"]:
+        # A driver that searched first has a local Ray: its joblib workers search on it.
+        search.fit(X, y)
+        print("parent", ray.get_runtime_context().get_session_name(), flush=True)
     scores = cross_val_score(search, X, y, cv=4, n_jobs=2)
-    assert not ray.is_initialized()
+    assert ray.is_initialized() == (sys.argv[1:] == ["parent-first"])
     print(len(scores), flush=True)
     """
 )
 
 
-@pytest.mark.slow
-def test_cross_val_score_with_n_jobs_runs_on_one_ray(tmp_path):
-    probes = tmp_path / "probes"
+def _cross_val_sessions(tmp_path, *args):
+    probes = tmp_path / f"probes{len(args)}"
     probes.mkdir()
     script = tmp_path / "cross_val.py"
     script.write_text(CROSS_VAL.format(tests=TESTS_DIR, probes=str(probes)))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAYGRID_PARENT_RAY")}
     start = time.time()
     run = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, env=env
     )
-    elapsed = time.time() - start
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split()[-1] == "4"
-    sessions = {(probes / name).read_text() for name in os.listdir(probes)}
-    assert len(os.listdir(probes)) == 4 * (2 * 2 + 1)  # 4 searches: 2 × 2 fits + refit
-    assert len(sessions) == 1, sessions
-    print(f"cross_val_score(n_jobs=2) of 4 raygrid searches: {elapsed:.1f} s")
+    print(f"cross_val_score(n_jobs=2) of 4 raygrid searches {args}: {time.time() - start:.1f} s")
+    parent = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("parent")]
+    return [(probes / name).read_text() for name in os.listdir(probes)], parent
+
+
+@pytest.mark.slow
+def test_cross_val_score_with_n_jobs_runs_on_one_ray(tmp_path):
+    # The joblib workers share the local Ray the first of them starts.
+    sessions, _ = _cross_val_sessions(tmp_path)
+    assert len(sessions) == 4 * (2 * 2 + 1)  # 4 searches: 2 × 2 fits + refit
+    assert len(set(sessions)) == 1, set(sessions)
+    # With a driver that already runs a local Ray, they all search on the driver's.
+    sessions, parent = _cross_val_sessions(tmp_path, "parent-first")
+    assert len(sessions) == 5 + 4 * 5
+    assert set(sessions) == set(parent), (set(sessions), parent)
 
 
 def test_searches_in_joblib_workers_take_joblib_s_share_of_the_slots(monkeypatch):
