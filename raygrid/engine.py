@@ -202,9 +202,7 @@ class RaySearchMixin(BaseSearchCV):
             The fitted search.
         """
         # 1. Validate what scikit-learn validates before fitting, and raygrid's options.
-        num_cpus = float(self._ray_option("num_cpus_per_task"))
-        num_gpus = float(self._ray_option("num_gpus_per_task"))
-        validate.check_task_resources(num_cpus, num_gpus)
+        slot = self._slot()
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
@@ -222,10 +220,45 @@ class RaySearchMixin(BaseSearchCV):
         validate.check_picklable("fit params", validate.non_array_values(params))
 
         # 2. A Ray session, warm workers, and the search's data in the object store once.
+        data = self._connect_and_describe(X, y, scorers, routed)
+        tracking = TrackingSession.from_option(self._ray_option("tracking"))
+        with _SearchRun(self, slot, self._n_slots(slot), data, routed, tracking) as run:
+            # 3. The subclass decides which candidates to evaluate, in waves.
+            if "callback_ctx" in signature(self._run_search).parameters:
+                self._run_search(run.evaluate_candidates, callback_ctx=root_ctx)
+            else:
+                self._run_search(run.evaluate_candidates)
+            # 4. The best candidate, by scikit-learn's rule, refitted in a slot.
+            self._choose_best_and_refit(run, refit_metric, root_ctx)
+
+        self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
+        self.cv_results_ = run.results
+        self.tasks_ = run.tasks_frame()
+        if tracking is not None:
+            self.tracking_ = tracking.end(self)
+        root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
+        return self
+
+    def _slot(self) -> execute.SlotSpec:
+        """The resources of one slot, checked."""
+        num_cpus = float(self._ray_option("num_cpus_per_task"))
+        num_gpus = float(self._ray_option("num_gpus_per_task"))
+        validate.check_task_resources(num_cpus, num_gpus)
+        return execute.SlotSpec(num_cpus, num_gpus)
+
+    def _n_slots(self, slot: execute.SlotSpec) -> int:
+        """How many slots this search uses (``n_jobs`` against what the cluster holds)."""
+        capacity = execute.count_slots(slot.num_cpus, slot.num_gpus)
+        if self.n_jobs in (None, -1):
+            capacity = execute.default_slots(capacity)
+        return validate.resolve_n_slots(self.n_jobs, capacity)
+
+    def _connect_and_describe(self, X, y, scorers, routed) -> SearchData:
+        """Join or start Ray (shipping the user's own modules where needed); the data."""
         if not execute.connect(self._ray_option("ray_address")):
             shipping.ship_local_modules(self.estimator, scorers, routed)
         quiet.install(show_all=self.verbose >= 10)  # framework start-up lines too
-        data = SearchData(
+        return SearchData(
             estimator=clone(self.estimator),
             X=X,
             y=y,
@@ -235,44 +268,25 @@ class RaySearchMixin(BaseSearchCV):
             return_train_score=self.return_train_score,
             error_score=self.error_score,
         )
-        slot = execute.SlotSpec(num_cpus, num_gpus)
-        capacity = execute.count_slots(slot.num_cpus, slot.num_gpus)
-        if self.n_jobs in (None, -1):
-            capacity = execute.default_slots(capacity)
-        n_slots = validate.resolve_n_slots(self.n_jobs, capacity)
-        tracking = TrackingSession.from_option(self._ray_option("tracking"))
-        with _SearchRun(self, slot, n_slots, data, routed, tracking) as run:
-            # 3. The subclass decides which candidates to evaluate, in waves.
-            if "callback_ctx" in signature(self._run_search).parameters:
-                self._run_search(run.evaluate_candidates, callback_ctx=root_ctx)
-            else:
-                self._run_search(run.evaluate_candidates)
-            results = run.results
-            first_test_score = run.out[0]["test_scores"]
-            self.multimetric_ = isinstance(first_test_score, dict)
-            if callable(self.scoring) and self.multimetric_:
-                self._check_refit_for_multimetric(first_test_score)
-                refit_metric = self.refit
 
-            # 4. The best candidate, by scikit-learn's rule, refitted in a slot.
-            if self.refit or not self.multimetric_:
-                self.best_index_ = self._select_best_index(self.refit, refit_metric, results)
-                if not callable(self.refit):
-                    self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
-                self.best_params_ = results["params"][self.best_index_]
-            if self.refit:
-                refit_ctx = root_ctx.subcontext(task_name="refit-with-best-params")
-                self.best_estimator_, self.refit_time_ = run.refit(self.best_params_, refit_ctx)
-                if hasattr(self.best_estimator_, "feature_names_in_"):
-                    self.feature_names_in_ = self.best_estimator_.feature_names_in_
-
-        self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
-        self.cv_results_ = results
-        self.tasks_ = run.tasks_frame()
-        if tracking is not None:
-            self.tracking_ = tracking.end(self)
-        root_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=metadata)
-        return self
+    def _choose_best_and_refit(self, run: _SearchRun, refit_metric: str, root_ctx) -> None:
+        """``best_index_``, ``best_score_``, ``best_params_`` and the refit, as scikit-learn."""
+        results = run.results
+        first_test_score = run.out[0]["test_scores"]
+        self.multimetric_ = isinstance(first_test_score, dict)
+        if callable(self.scoring) and self.multimetric_:
+            self._check_refit_for_multimetric(first_test_score)
+            refit_metric = self.refit
+        if self.refit or not self.multimetric_:
+            self.best_index_ = self._select_best_index(self.refit, refit_metric, results)
+            if not callable(self.refit):
+                self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
+            self.best_params_ = results["params"][self.best_index_]
+        if self.refit:
+            refit_ctx = root_ctx.subcontext(task_name="refit-with-best-params")
+            self.best_estimator_, self.refit_time_ = run.refit(self.best_params_, refit_ctx)
+            if hasattr(self.best_estimator_, "feature_names_in_"):
+                self.feature_names_in_ = self.best_estimator_.feature_names_in_
 
     def results_frame(self) -> pd.DataFrame:
         """``cv_results_`` as a DataFrame: one column per parameter, best rank first.
