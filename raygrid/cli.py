@@ -19,10 +19,8 @@ import argparse
 import asyncio
 import contextlib
 import copy
-import importlib
 import logging
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -33,12 +31,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from raygrid.spec import SearchSpec, SpecError, dump_toml, is_uri, load_spec, parse_spec
+from raygrid import report
+from raygrid.ranking import format_table, parameter_columns, ranked_table
+from raygrid.results import is_uri, read_output, write_output
+from raygrid.spec import SearchSpec, SpecError, dump_toml, load_spec, parse_spec
+from raygrid.text import error_line
 
-#: Columns of a results table that are not parameters.
-_NOT_PARAM = re.compile(
-    r"^((mean|std|rank)_(test|train)_.+|split\d+_(test|train)_.+|(mean|std)_(fit|score)_time|params)$"
-)
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
@@ -216,8 +214,6 @@ def _run(args: argparse.Namespace) -> int:
     refit = spec.search_params.get("refit")
     _say(format_ranking(frame, args.top, refit if isinstance(refit, str) else None))
     if spec.output is not None:
-        from raygrid.spec import read_output, write_output
-
         try:
             write_output(search, spec.output)
             # The exit status says the results are where they were asked to be: read
@@ -259,7 +255,7 @@ def _warn_if_large(search: Any, n_candidates: int, data: Any) -> None:
 
 
 def format_ranking(frame: Any, top: int = 10, metric: str | None = None) -> str:
-    """A ranked results table as text: rank, mean ± std per metric, parameters, fit time.
+    """A ranked results table as text: rank, mean ± std of ``metric``, the parameters.
 
     Parameters
     ----------
@@ -276,27 +272,11 @@ def format_ranking(frame: Any, top: int = 10, metric: str | None = None) -> str:
     str
     """
     metrics = [c.removeprefix("rank_test_") for c in frame.columns if c.startswith("rank_test_")]
-    if metric in metrics:
-        metrics.remove(metric)
-        metrics.insert(0, metric)
-    if metrics:
-        frame = frame.sort_values(f"rank_test_{metrics[0]}", kind="stable")
-    params = [c for c in frame.columns if not _NOT_PARAM.match(c)]
-    columns: dict[str, Any] = {}
-    if metrics:
-        columns["rank"] = frame[f"rank_test_{metrics[0]}"]
-    for metric in metrics:
-        mean, std = frame[f"mean_test_{metric}"], frame[f"std_test_{metric}"]
-        columns[metric] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(mean, std, strict=True)]
-    for name in params:
-        columns[name] = frame[name]
-    if "mean_fit_time" in frame:
-        columns["fit_time"] = [f"{t:.2f}s" for t in frame["mean_fit_time"]]
-    import pandas as pd
-
-    table = pd.DataFrame(columns).head(max(0, top))
+    if metric not in metrics:
+        metric = metrics[0]
+    table = ranked_table(frame, metric, parameter_columns(frame), max(0, top))
     shown = f" (top {len(table)} of {len(frame)})" if len(frame) > len(table) else ""
-    return f"Ranked results{shown}:\n" + table.to_string(index=False)
+    return f"Ranked results{shown}:\n" + format_table(table, metric)
 
 
 # -- submit -------------------------------------------------------------------------------
@@ -375,8 +355,6 @@ def _submit(args: argparse.Namespace) -> int:
         return 1
     _say(f"raygrid submit: job {job_id} SUCCEEDED; reading results from {uri}")
     try:
-        from raygrid.spec import read_output
-
         frame, _tasks, summary = read_output(uri)
     except Exception as exc:
         code = _failed("submit", f"cannot read the results at {uri}", exc, args.debug)
@@ -539,22 +517,7 @@ def _follow(client: Any, job_id: str) -> str:
 
 
 def _report(argv: list[str]) -> int:
-    try:
-        report = importlib.import_module("raygrid.report")
-    except ImportError as exc:
-        if getattr(exc, "name", None) == "raygrid.report":
-            print(
-                "raygrid report: not available: this installation has no raygrid.report",
-                file=sys.stderr,
-            )
-        else:
-            print(f"raygrid report: cannot import raygrid.report: {exc}", file=sys.stderr)
-        return 2
-    cli_main = getattr(report, "cli_main", None)
-    if cli_main is None:
-        print("raygrid report: not available: raygrid.report has no cli_main", file=sys.stderr)
-        return 2
-    return int(cli_main(argv) or 0)
+    return report.cli_main(argv)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -567,9 +530,7 @@ def _say(text: str) -> None:
 def _failed(command: str, what: str, exc: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(exc)
-    lines = str(exc).strip().splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    print(f"raygrid {command}: {what}: {type(exc).__name__}: {first}", file=sys.stderr)
+    print(f"raygrid {command}: {what}: {error_line(exc)}", file=sys.stderr)
     return 1
 
 

@@ -40,6 +40,16 @@ import numpy as np
 import pandas as pd
 
 from raygrid import results as results_io
+from raygrid.files import atomic_write
+from raygrid.ranking import (
+    format_table,
+    parameter_columns,
+    ranked_table,
+    score_text,
+    table_cells,
+    value_label,
+)
+from raygrid.text import shorten
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,11 +58,6 @@ PROG = "raygrid report"
 FIGURE_FILES = {"heatmap": "heatmap.png", "params": "params.png", "timeline": "timeline.png"}
 TASK_COLUMNS = ("candidate", "split", "start_time", "end_time", "node_id", "pid")
 DPI = 110
-
-# Columns of cv_results_ that are not parameters.
-_RESULT_COLUMN = re.compile(
-    r"^(params|(mean|std)_(fit|score)_time|(split\d+|mean|std|rank)_(test|train)_.+)$"
-)
 
 
 class ReportError(Exception):
@@ -157,7 +162,7 @@ def read_search(path: str | os.PathLike) -> SearchResults:
                 )
         if len(tasks) and not tasks["candidate"].between(0, len(results) - 1).all():
             raise ReportError(f"{tasks_file}: candidate indices outside the results' rows")
-    params = [c for c in results.columns if not _RESULT_COLUMN.match(c)]
+    params = parameter_columns(results)
     return SearchResults(results.reset_index(drop=True), tasks, summary, params, metrics)
 
 
@@ -175,26 +180,6 @@ class _Axis:
     log: bool
 
 
-def _is_missing(value: Any) -> bool:
-    if isinstance(value, (float, np.floating)):
-        return math.isnan(value)
-    return value is None or value is pd.NA
-
-
-def _label(value: Any) -> str:
-    """A parameter value as text: None for missing, integral floats without '.0'."""
-    if _is_missing(value):
-        return "None"
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    return str(value)
-
-
 def _grid_order(summary: dict[str, Any], name: str) -> list[str]:
     """Labels of ``name``'s values in the order the saved ``param_grid`` lists them."""
     grid = summary.get("param_grid")
@@ -203,17 +188,17 @@ def _grid_order(summary: dict[str, Any], name: str) -> list[str]:
     for sub in grids:
         values = sub.get(name) if isinstance(sub, dict) else None
         if isinstance(values, list):
-            order += [label for label in map(_label, values) if label not in order]
+            order += [label for label in map(value_label, values) if label not in order]
     return order
 
 
 def _axis(search: SearchResults, name: str) -> _Axis:
     column = search.results[name]
-    labels = column.map(_label)
+    labels = column.map(value_label)
     is_number = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     if is_number:
         numbers = sorted(float(v) for v in column.dropna().unique())
-        order = list(dict.fromkeys(_label(v) for v in numbers))
+        order = list(dict.fromkeys(value_label(v) for v in numbers))
         if column.isna().any():
             return _Axis(name, labels, [*order, "None"], None, False)
         return _Axis(name, labels, order, numbers, _log_scale(numbers))
@@ -244,7 +229,7 @@ def _unevenness(steps: np.ndarray) -> float:
 
 def _scores(search: SearchResults, metric: str, names: Sequence[str]) -> pd.DataFrame:
     """Per candidate: the parameters' labels, mean/std test (and mean train) score."""
-    frame = pd.DataFrame({name: search.results[name].map(_label) for name in names})
+    frame = pd.DataFrame({name: search.results[name].map(value_label) for name in names})
     frame["mean"] = search.results[f"mean_test_{metric}"].astype(float)
     frame["std"] = search.results[f"std_test_{metric}"].astype(float)
     train = f"mean_train_{metric}"
@@ -337,84 +322,6 @@ def heatmap_params(
 # ------------------------------------------------------------------------- the table
 
 
-def ranked_table(search: SearchResults, metric: str, top: int | None = None) -> pd.DataFrame:
-    """The candidates ranked by ``metric``: rank, mean, std and the parameters' values.
-
-    Parameters
-    ----------
-    search : SearchResults
-    metric : str
-        The scoring name; ranks are the search's ``rank_test_<metric>``.
-    top : int, default=None
-        Keep the first ``top`` rows; all when None.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``rank``, ``mean``, ``std``, then one column of labels per parameter.
-    """
-    results = search.results
-    table = pd.DataFrame(
-        {
-            "rank": results[f"rank_test_{metric}"].astype(int),
-            "mean": results[f"mean_test_{metric}"].astype(float),
-            "std": results[f"std_test_{metric}"].astype(float),
-        }
-    )
-    for name in search.params:
-        table[name] = results[name].map(_label)
-    table = table.sort_values("rank", kind="stable").reset_index(drop=True)
-    return table if top is None else table.head(top)
-
-
-def _score_text(mean: float, std: float) -> str:
-    if math.isnan(mean):
-        return "failed"
-    digits = ".4f" if abs(mean) < 1e4 else ".4g"
-    return f"{mean:{digits}} ± {std:{digits}}"
-
-
-def _short(text: str, width: int = 30) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _table_cells(table: pd.DataFrame, metric: str) -> tuple[list[str], list[list[str]]]:
-    header = ["rank", f"{metric} (mean ± std)", *table.columns[3:]]
-    rows = [
-        [str(int(row["rank"])), _score_text(row["mean"], row["std"])]
-        + [_short(str(row[c])) for c in table.columns[3:]]
-        for _, row in table.iterrows()
-    ]
-    return header, rows
-
-
-def format_table(table: pd.DataFrame, metric: str) -> str:
-    """A :func:`ranked_table` as aligned text for the terminal.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        From :func:`ranked_table`.
-    metric : str
-        The scoring name, for the header.
-
-    Returns
-    -------
-    str
-    """
-    header, rows = _table_cells(table, metric)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].rjust(widths[0])
-        return "  ".join(
-            [first] + [c.ljust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        ).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
-
-
 # ----------------------------------------------------------------------- the figures
 
 
@@ -492,8 +399,8 @@ def heatmap_figure(search: SearchResults, metric: str, pair: tuple[str, str]) ->
     if np.isfinite(grid).any():
         row, col = np.unravel_index(np.nanargmax(grid), grid.shape)
         ax.add_patch(_rectangle((col - 0.5, row - 0.5), "red"))
-    ax.set_xticks(range(len(x_axis.order)), [_short(s, 14) for s in x_axis.order])
-    ax.set_yticks(range(len(y_axis.order)), [_short(s, 18) for s in y_axis.order])
+    ax.set_xticks(range(len(x_axis.order)), [shorten(s, 14) for s in x_axis.order])
+    ax.set_yticks(range(len(y_axis.order)), [shorten(s, 18) for s in y_axis.order])
     if max(map(len, x_axis.order)) > 5:
         ax.tick_params(axis="x", labelrotation=45)
     ax.set_xlabel(pair[0])
@@ -501,7 +408,7 @@ def heatmap_figure(search: SearchResults, metric: str, pair: tuple[str, str]) ->
     others = [p for p in search.params if p not in pair]
     title = f"Mean test {metric}: {pair[0]} × {pair[1]}"
     if others:
-        title += f"\neach cell: best over {_short(', '.join(others), 50)}"
+        title += f"\neach cell: best over {shorten(', '.join(others), 50)}"
     ax.set_title(title, fontsize=10)
     colorbar = figure.colorbar(image, ax=ax)
     colorbar.set_label(f"mean test {metric}")
@@ -608,7 +515,7 @@ def _parameter_panel(ax: Any, axis: _Axis, frame: pd.DataFrame) -> None:
             zorder=2,
         )
     if axis.values is None:
-        ax.set_xticks(range(len(axis.order)), [_short(s, 14) for s in axis.order])
+        ax.set_xticks(range(len(axis.order)), [shorten(s, 14) for s in axis.order])
         if max(map(len, axis.order)) > 6:
             ax.tick_params(axis="x", labelrotation=35)
         ax.set_xlim(-0.5, len(axis.order) - 0.5)
@@ -621,7 +528,7 @@ def _parameter_panel(ax: Any, axis: _Axis, frame: pd.DataFrame) -> None:
         ax.text(
             0.02,
             0.02,
-            _short("all fits failed: " + ", ".join(failed), 40),
+            shorten("all fits failed: " + ", ".join(failed), 40),
             transform=ax.transAxes,
             fontsize=7,
             color="tab:red",
@@ -807,7 +714,7 @@ def render_figures(
     figures: dict[str, bytes] = {}
     notes: list[str] = []
     if pair is None:
-        varied = [p for p in search.params if search.results[p].map(_label).nunique() > 1]
+        varied = [p for p in search.params if search.results[p].map(value_label).nunique() > 1]
         notes.append(
             "heatmap skipped: it needs two parameters taking several values "
             f"(this grid varies {len(varied)}: {', '.join(varied) or 'none'})"
@@ -838,7 +745,7 @@ def _summary_items(search: SearchResults, metric: str) -> list[tuple[str, str]]:
     items.append(("candidates", f"{len(results)}" + (f" × {splits} splits" if splits else "")))
     best = results.sort_values(f"rank_test_{metric}", kind="stable").iloc[0]
     items.append(
-        (f"best {metric}", _score_text(best[f"mean_test_{metric}"], best[f"std_test_{metric}"]))
+        (f"best {metric}", score_text(best[f"mean_test_{metric}"], best[f"std_test_{metric}"]))
     )
     if summary.get("best_params") is not None:
         items.append(("best parameters (refit)", json.dumps(summary["best_params"])))
@@ -889,7 +796,7 @@ def html_report(
     metric : str
         The scoring name.
     table : pandas.DataFrame
-        From :func:`ranked_table`.
+        From :func:`raygrid.ranking.ranked_table`.
     figures : dict of str to bytes
         PNG images, from :func:`render_figures`.
     notes : sequence of str, default=()
@@ -907,7 +814,7 @@ def html_report(
     summary = "\n".join(
         f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in _summary_items(search, metric)
     )
-    header, rows = _table_cells(table, metric)
+    header, rows = table_cells(table, metric)
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "\n".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     pair = f" ({' × '.join(heatmap_pair)})" if heatmap_pair else ""
@@ -1019,12 +926,7 @@ def _write(path: str, data: bytes | str) -> None:
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        with open(
-            path,
-            "wb" if isinstance(data, bytes) else "w",
-            encoding=None if isinstance(data, bytes) else "utf-8",
-        ) as f:
-            f.write(data)
+        atomic_write(path, data if isinstance(data, bytes) else data.encode("utf-8"))
     except OSError as exc:
         raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -1039,7 +941,7 @@ def _run(args: argparse.Namespace) -> int:
     pair = heatmap_params(search, metric, args.params)
     _matplotlib()
 
-    table = ranked_table(search, metric, args.top)
+    table = ranked_table(search.results, metric, search.params, args.top)
     print(f"{len(search.results)} candidates, ranked by mean test {metric} (top {len(table)}):")
     print(format_table(table, metric))
 
@@ -1059,7 +961,7 @@ def _run(args: argparse.Namespace) -> int:
                 raise ReportError(f"cannot remove {stale}: {exc.strerror or exc}") from None
             print(f"removed {stale}")
     if args.html:
-        title = f"raygrid report: {_short(str(search.summary.get('estimator', args.path)), 80)}"
+        title = f"raygrid report: {shorten(str(search.summary.get('estimator', args.path)), 80)}"
         _write(args.html, html_report(search, metric, table, figures, notes, title, pair))
         print(f"wrote {args.html}")
     if pair is not None:

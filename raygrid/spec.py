@@ -54,13 +54,15 @@ import inspect
 import math
 import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from raygrid.results import is_uri, read_schema, read_table
+from raygrid.text import error_line, shorten
 
 __all__ = [
     "DATA_FORMATS",
@@ -72,8 +74,6 @@ __all__ = [
     "is_uri",
     "load_spec",
     "parse_spec",
-    "read_output",
-    "write_output",
 ]
 
 #: File extensions of ``[data].path`` and the format each is read as.
@@ -902,13 +902,7 @@ class _Checker:
             self.fail("[data].format", 'one of "parquet", "csv", "arrow", "feather"', fmt)
             return
         if is_uri(path):
-            scheme = path.split("://", 1)[0].lower()
-            if scheme not in OUTPUT_SCHEMES:
-                self.fail(
-                    "[data].path",
-                    f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}",
-                    path,
-                )
+            if not self.known_scheme("[data].path", path):
                 return
             resolved = path
         else:
@@ -962,9 +956,11 @@ class _Checker:
         if spec.path is None or spec.target is None:
             return
         try:
-            columns = _read_schema(spec.path, spec.format).names
+            columns = read_schema(spec.path, spec.format).names
         except Exception as exc:
-            self.fail("[data].path", f"cannot read {spec.path} as {spec.format}: {_short(exc)}")
+            self.fail(
+                "[data].path", f"cannot read {spec.path} as {spec.format}: {error_line(exc)}"
+            )
             return
 
         def missing(key: str, name: str) -> None:
@@ -1011,6 +1007,15 @@ class _Checker:
             self.fail("[tracking]", "empty; set uri/experiment (MLflow) or tensorboard_dir")
         return trackers
 
+    def known_scheme(self, key: str, uri: str) -> bool:
+        """Whether ``uri``'s scheme is one pyarrow can read and write; a problem if not."""
+        if uri.split("://", 1)[0].lower() in OUTPUT_SCHEMES:
+            return True
+        self.fail(
+            key, f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}", uri
+        )
+        return False
+
     def check_output(self, table: dict) -> str | None:
         self.unknown_keys(table, _OUTPUT_KEYS, "[output]")
         path = table.get("path", _MISSING)
@@ -1021,15 +1026,7 @@ class _Checker:
             self.fail("[output].path", "a directory path or URI (a string)", path)
             return None
         if is_uri(path):
-            scheme = path.split("://", 1)[0].lower()
-            if scheme not in OUTPUT_SCHEMES:
-                self.fail(
-                    "[output].path",
-                    f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}",
-                    path,
-                )
-                return None
-            return path
+            return path if self.known_scheme("[output].path", path) else None
         if "://" in path or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", path):
             self.fail("[output].path", "a local path or a URI like s3://bucket/dir", path)
             return None
@@ -1043,58 +1040,12 @@ class _Checker:
 # -- data files -----------------------------------------------------------------------
 
 
-def is_uri(path: str) -> bool:
-    """Whether ``path`` is a URI (``scheme://...``) rather than a local path."""
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
-
-
-def _open_source(path: str) -> Any:
-    if is_uri(path):
-        import pyarrow.fs
-
-        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
-        return fs.open_input_file(inner)
-    return path
-
-
-def _read_schema(path: str, fmt: str) -> Any:
-    import pyarrow as pa
-
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_schema(_open_source(path))
-    if fmt == "csv":
-        import pyarrow.csv
-
-        return pyarrow.csv.open_csv(_open_source(path)).schema
-    try:
-        return pa.ipc.open_file(_open_source(path)).schema
-    except pa.ArrowInvalid:
-        return _read_table(path, fmt).schema
-
-
-def _read_table(path: str, fmt: str, columns: list[str] | None = None) -> Any:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(_open_source(path), columns=columns)
-    if fmt == "csv":
-        import pyarrow.csv
-
-        table = pyarrow.csv.read_csv(_open_source(path))
-        return table.select(columns) if columns is not None else table
-    import pyarrow.feather
-
-    return pyarrow.feather.read_table(_open_source(path), columns=columns)
-
-
 def _load_table_data(file: str, data: DataSpec) -> LoadedData:
     try:
-        table = _read_table(data.path, data.format)
+        table = read_table(data.path, data.format)
     except Exception as exc:
         raise SpecError(
-            file, [("[data].path", f"cannot read {data.path} as {data.format}: {_short(exc)}")]
+            file, [("[data].path", f"cannot read {data.path} as {data.format}: {error_line(exc)}")]
         ) from None
     frame = table.to_pandas()
     features = data.features or [c for c in frame.columns if c not in (data.target, data.groups)]
@@ -1115,62 +1066,6 @@ def _load_table_data(file: str, data: DataSpec) -> LoadedData:
         description=f"{data.path}: {len(frame)} rows, {len(features)} features, "
         f"target {data.target!r}" + (f", groups {data.groups!r}" if data.groups else ""),
     )
-
-
-# -- output -----------------------------------------------------------------------------
-
-
-def write_output(search: Any, output: str) -> None:
-    """Write a fitted search's results under ``output`` (a directory path or a URI).
-
-    The layout is :meth:`RayGridSearchCV.save_results`'s (``cv_results.parquet``,
-    ``tasks.parquet``, ``search.json``); for a URI it is written locally first, then
-    copied with the URI's pyarrow filesystem.
-    """
-    if not is_uri(output):
-        search.save_results(output)
-        return
-    import pyarrow.fs
-
-    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
-    with tempfile.TemporaryDirectory(prefix="raygrid-out-") as tmp:
-        search.save_results(tmp)
-        fs.create_dir(inner, recursive=True)
-        for name in sorted(os.listdir(tmp)):
-            with (
-                open(os.path.join(tmp, name), "rb") as src,
-                fs.open_output_stream(f"{inner.rstrip('/')}/{name}") as dst,
-            ):
-                dst.write(src.read())
-
-
-def read_output(output: str) -> tuple[Any, Any, dict]:
-    """Read results written by :func:`write_output`: (results, tasks or None, summary).
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``output`` holds no results.
-    """
-    from raygrid.results import RESULTS_FILE, load_results
-
-    if not is_uri(output):
-        return load_results(output)
-    import pyarrow.fs
-
-    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
-    with tempfile.TemporaryDirectory(prefix="raygrid-in-") as tmp:
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
-        names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
-        if RESULTS_FILE not in names:
-            raise FileNotFoundError(f"{output}: no {RESULTS_FILE} here")
-        for name in names:
-            with (
-                fs.open_input_stream(f"{inner.rstrip('/')}/{name}") as src,
-                open(os.path.join(tmp, name), "wb") as dst,
-            ):
-                dst.write(src.read())
-        return load_results(tmp)
 
 
 # -- writing TOML -----------------------------------------------------------------------
@@ -1287,16 +1182,11 @@ def _describe(value: Any) -> str:
         text = repr(value)
     if isinstance(value, list):
         text = "an array " + text
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(text, 80, mark="...")
 
 
 def _key(name: Any) -> str:
     return _toml_key(name) if isinstance(name, str) else repr(name)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def _shape_text(X: Any) -> str:

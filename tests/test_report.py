@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from raygrid import RayGridSearchCV, report
+from raygrid.ranking import ranked_table
 from raygrid.results import RESULTS_FILE, SUMMARY_FILE, TASKS_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -97,7 +98,7 @@ def test_table_is_ranked_best_first(saved, capsys):
 
 def test_table_matches_cv_results(saved):
     search = report.read_search(saved)
-    table = report.ranked_table(search, "score")
+    table = ranked_table(search.results, "score", search.params)
     assert len(table) == 12
     assert table["rank"].iloc[0] == 1
     assert table["mean"].iloc[0] == pytest.approx(search.results["mean_test_score"].max())
