@@ -63,6 +63,7 @@ import numpy as np
 
 from raygrid.results import is_uri, read_schema, read_table
 from raygrid.text import error_line, shorten
+from raygrid.validate import check_task_resources, resolve_pre_dispatch
 
 __all__ = [
     "DATA_FORMATS",
@@ -116,8 +117,6 @@ _SEARCH_KEYS = (
     "fit_timeout",
     "verbose",
 )
-# Parameters newer versions of RayGridSearchCV take: passed only when it has them.
-_OPTIONAL_SEARCH_KEYS = ("results_dir", "max_consecutive_failures", "progress", "fit_timeout")
 # [search].kind -> (raygrid class name, the options of that kind). Their values are checked
 # by the class's own parameter validation (see _Checker.check_kind_options).
 SEARCH_KINDS = {
@@ -372,6 +371,79 @@ def parse_spec(
     return checker.check(doc)
 
 
+# -- [search] option checks: each returns None when the value is right, else what was expected
+
+
+def _n_jobs_problem(value: Any) -> str | None:
+    return None if _is_int(value) and value != 0 else "a non-zero int (-1 for all slots)"
+
+
+def _pre_dispatch_problem(value: Any) -> str | None:
+    expected = 'an int >= 1, "all" or like "2*n_jobs"'
+    if not (_is_int(value) or isinstance(value, str)):
+        return expected
+    try:
+        resolve_pre_dispatch(value, n_slots=1, n_tasks=1)
+    except ValueError:
+        return expected
+    return None
+
+
+def _error_score_problem(value: Any) -> str | None:
+    return None if value == "raise" or _is_number(value) else 'a number (nan allowed) or "raise"'
+
+
+def _bool_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _resources_problem(value: Any, gpus: bool) -> str | None:
+    in_range = _is_number(value) and (value >= 0 if gpus else value > 0)
+    if not in_range:
+        return f"a number {'>=' if gpus else '>'} 0"
+    try:
+        check_task_resources(num_cpus=0 if gpus else value, num_gpus=value if gpus else 0)
+    except ValueError:
+        return "a whole number above 1 (fractions only below 1)"
+    return None
+
+
+def _count_problem(value: Any, low: int) -> str | None:
+    return None if _is_int(value) and value >= low else f"an int >= {low}"
+
+
+def _results_dir_problem(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "a directory path (a string)"
+
+
+def _fit_timeout_problem(value: Any) -> str | None:
+    ok = _is_number(value) and math.isfinite(value) and value > 0
+    return None if ok else "a number of seconds > 0"
+
+
+def _progress_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) or value == "auto" else 'true, false or "auto"'
+
+
+_SEARCH_OPTION_CHECKS = {
+    "n_jobs": _n_jobs_problem,
+    "pre_dispatch": _pre_dispatch_problem,
+    "error_score": _error_score_problem,
+    "return_train_score": _bool_problem,
+    "num_cpus_per_task": lambda value: _resources_problem(value, gpus=False),
+    "num_gpus_per_task": lambda value: _resources_problem(value, gpus=True),
+    "max_retries": lambda value: _count_problem(value, 0),
+    "verbose": lambda value: _count_problem(value, 0),
+}
+# Parameters newer versions of RayGridSearchCV take: checked and passed only when it has them.
+_OPTIONAL_SEARCH_CHECKS = {
+    "results_dir": _results_dir_problem,
+    "max_consecutive_failures": lambda value: _count_problem(value, 1),
+    "progress": _progress_problem,
+    "fit_timeout": _fit_timeout_problem,
+}
+
+
 class _Checker:
     """Collects every problem of a spec, then raises them together."""
 
@@ -549,9 +621,24 @@ class _Checker:
             )
         else:
             out["param_grid"] = self.check_param_grid(grid)
-
         if "cv" in table:
             out["cv"] = self.check_cv(table["cv"])
+        self.check_scoring_and_refit(table, out)
+        for name, check in _SEARCH_OPTION_CHECKS.items():
+            if name in table:
+                self.take(table, out, name, check)
+        self.check_optional_options(table, out)
+        return out
+
+    def take(self, table: dict, out: dict[str, Any], name: str, check: Any) -> None:
+        """``out[name] = table[name]`` when ``check`` returns None, else the problem it names."""
+        expected = check(table[name])
+        if expected is None:
+            out[name] = table[name]
+        else:
+            self.fail(f"[search].{name}", expected, table[name])
+
+    def check_scoring_and_refit(self, table: dict, out: dict[str, Any]) -> None:
         scoring = table.get("scoring", _MISSING)
         metrics: list[str] | None = None
         if scoring is not _MISSING:
@@ -564,94 +651,22 @@ class _Checker:
                 f"missing; with several scoring metrics, set refit to one of {metrics} "
                 "or to false",
             )
-        if "n_jobs" in table:
-            value = table["n_jobs"]
-            if not _is_int(value) or value == 0:
-                self.fail("[search].n_jobs", "a non-zero int (-1 for all slots)", value)
-            else:
-                out["n_jobs"] = value
-        if "pre_dispatch" in table:
-            value = table["pre_dispatch"]
-            ok = (_is_int(value) and value >= 1) or (
-                isinstance(value, str)
-                and (value == "all" or re.fullmatch(r"\s*(\d+)?\s*\*?\s*n_jobs\s*", value))
-            )
-            if not ok:
-                self.fail("[search].pre_dispatch", 'an int >= 1, "all" or like "2*n_jobs"', value)
-            else:
-                out["pre_dispatch"] = value
-        if "error_score" in table:
-            value = table["error_score"]
-            if value == "raise" or _is_number(value):
-                out["error_score"] = value
-            else:
-                self.fail("[search].error_score", 'a number (nan allowed) or "raise"', value)
-        for name in ("return_train_score",):
-            if name in table:
-                if isinstance(table[name], bool):
-                    out[name] = table[name]
-                else:
-                    self.fail(f"[search].{name}", "true or false", table[name])
-        for name, low, closed in (
-            ("num_cpus_per_task", 0, False),
-            ("num_gpus_per_task", 0, True),
-        ):
-            if name in table:
-                value = table[name]
-                bound = ">=" if closed else ">"
-                if (
-                    not _is_number(value)
-                    or math.isnan(value)
-                    or not (value >= low if closed else value > low)
-                ):
-                    self.fail(f"[search].{name}", f"a number {bound} {low}", value)
-                elif value > 1 and not float(value).is_integer():
-                    self.fail(
-                        f"[search].{name}",
-                        "a whole number above 1 (fractions only below 1)",
-                        value,
-                    )
-                else:
-                    out[name] = value
-        for name in ("max_retries", "verbose"):
-            if name in table:
-                value = table[name]
-                if not _is_int(value) or value < 0:
-                    self.fail(f"[search].{name}", "an int >= 0", value)
-                else:
-                    out[name] = value
-        for name in _OPTIONAL_SEARCH_KEYS:
-            if name in table and not _search_accepts(name):
+
+    def check_optional_options(self, table: dict, out: dict[str, Any]) -> None:
+        """The options only some versions of ``RayGridSearchCV`` have."""
+        for name, check in _OPTIONAL_SEARCH_CHECKS.items():
+            if name not in table:
+                continue
+            if not _search_accepts(name):
                 self.fail(
                     f"[search].{name}",
                     f"not supported by this version of RayGridSearchCV (no {name} "
                     "parameter); remove it",
                 )
-        if "results_dir" in table and _search_accepts("results_dir"):
-            value = table["results_dir"]
-            if not isinstance(value, str) or not value:
-                self.fail("[search].results_dir", "a directory path (a string)", value)
             else:
-                out["results_dir"] = os.path.abspath(os.path.expanduser(value))
-        if "max_consecutive_failures" in table and _search_accepts("max_consecutive_failures"):
-            value = table["max_consecutive_failures"]
-            if not _is_int(value) or value < 1:
-                self.fail("[search].max_consecutive_failures", "an int >= 1", value)
-            else:
-                out["max_consecutive_failures"] = value
-        if "fit_timeout" in table and _search_accepts("fit_timeout"):
-            value = table["fit_timeout"]
-            if not _is_number(value) or not math.isfinite(value) or value <= 0:
-                self.fail("[search].fit_timeout", "a number of seconds > 0", value)
-            else:
-                out["fit_timeout"] = value
-        if "progress" in table and _search_accepts("progress"):
-            value = table["progress"]
-            if not (isinstance(value, bool) or value == "auto"):
-                self.fail("[search].progress", 'true, false or "auto"', value)
-            else:
-                out["progress"] = value
-        return out
+                self.take(table, out, name, check)
+        if "results_dir" in out:
+            out["results_dir"] = os.path.abspath(os.path.expanduser(out["results_dir"]))
 
     def check_kind_options(self, table: dict, out: dict[str, Any]) -> None:
         """``kind`` and its options, checked by the search class's own validation."""
