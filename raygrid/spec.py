@@ -860,8 +860,12 @@ class _Checker:
                 if key in table:
                     self.fail(f"[data].{key}", "only with generator or dataset, not with path")
             self.check_data_path(table, spec)
-            return spec
+        else:
+            self.check_data_function(table, spec, source)
+        return spec
 
+    def check_data_function(self, table: dict, spec: DataSpec, source: str) -> None:
+        """``[data].generator`` or ``[data].dataset``: a function of ``sklearn.datasets``."""
         for key in ("target", "features", "groups", "format"):
             if key in table:
                 self.fail(f"[data].{key}", f"only with path, not with {source}")
@@ -873,7 +877,7 @@ class _Checker:
         spec.args = _tuplify(args)
         if not isinstance(name, str):
             self.fail(f"[data].{source}", "a function name of sklearn.datasets", name)
-            return spec
+            return
         import sklearn.datasets
 
         prefix = "make_" if source == "generator" else "load_"
@@ -892,7 +896,7 @@ class _Checker:
             text = f"unknown scikit-learn {what} {name!r}"
             text += f" (did you mean {hint[0]!r}?)" if hint else f"; one of {', '.join(choices)}"
             self.fail(f"[data].{source}", text)
-            return spec
+            return
         setattr(spec, source, name)
         func = getattr(sklearn.datasets, name)
         params = inspect.signature(func).parameters
@@ -905,29 +909,38 @@ class _Checker:
                 elif hint:
                     text += f" (did you mean {hint[0]!r}?)"
                 self.fail(f"[data.args].{_key(key)}", text)
-        return spec
 
     def check_data_path(self, table: dict, spec: DataSpec) -> None:
+        found = self.data_file(table)
+        if found is None:
+            return
+        resolved, fmt = found
+        spec.path = resolved
+        spec.format = "arrow" if fmt == "feather" else fmt
+        self.check_data_column_keys(table, spec)
+
+    def data_file(self, table: dict) -> tuple[str, str] | None:
+        """``[data].path`` resolved, and its format; None when either is wrong."""
         path = table["path"]
         if not isinstance(path, str) or not path:
             self.fail("[data].path", "a file path or URI (a string)", path)
-            return
+            return None
         fmt = table.get("format", _MISSING)
         if fmt is not _MISSING and fmt not in ("parquet", "csv", "arrow", "feather"):
             self.fail("[data].format", 'one of "parquet", "csv", "arrow", "feather"', fmt)
-            return
+            return None
         if is_uri(path):
             if not self.known_scheme("[data].path", path):
-                return
+                return None
             resolved = path
         else:
             resolved = str((self.base_dir / os.path.expanduser(path)).resolve())
             if not os.path.exists(resolved):
                 self.fail("[data].path", f"no such file: {resolved}")
-                return
+                return None
             if not os.path.isfile(resolved):
                 self.fail("[data].path", f"not a file: {resolved}")
-                return
+                return None
         if fmt is _MISSING:
             suffix = os.path.splitext(path.rstrip("/"))[1].lower()
             fmt = DATA_FORMATS.get(suffix)
@@ -937,10 +950,10 @@ class _Checker:
                     f"a file ending in one of {', '.join(DATA_FORMATS)} (or set [data].format)",
                     path,
                 )
-                return
-        spec.path = resolved
-        spec.format = "arrow" if fmt == "feather" else fmt
+                return None
+        return resolved, fmt
 
+    def check_data_column_keys(self, table: dict, spec: DataSpec) -> None:
         target = table.get("target", _MISSING)
         if target is _MISSING:
             self.fail("[data].target", "missing; expected the name of the target column")
