@@ -87,7 +87,17 @@ def _parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"raygrid {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run_parser(sub)
+    _add_submit_parser(sub)
+    sub.add_parser(
+        "report",
+        help="summarise saved results (see `raygrid report --help`)",
+        add_help=False,
+    )
+    return parser
 
+
+def _add_run_parser(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="run a search spec (on a local Ray, or the cluster at --address)",
@@ -111,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+
+def _add_submit_parser(sub: Any) -> None:
     submit = sub.add_parser(
         "submit",
         help="submit a search spec as a Ray job and follow it",
@@ -139,13 +151,6 @@ def _parser() -> argparse.ArgumentParser:
     _output_option(submit)
     _common_options(submit)
     submit.set_defaults(func=_submit)
-
-    sub.add_parser(
-        "report",
-        help="summarise saved results (see `raygrid report --help`)",
-        add_help=False,
-    )
-    return parser
 
 
 def _output_option(parser: argparse.ArgumentParser) -> None:
@@ -295,19 +300,9 @@ def _submit(args: argparse.Namespace) -> int:
                 )
             ],
         )
-    try:
-        client = _job_client(args.address, args.auth_token_file)
-    except Exception as exc:
-        if type(exc).__name__ == "AuthenticationError":
-            _failed("submit", "the cluster refused this client", exc, args.debug)
-            print(
-                "raygrid submit: the cluster uses token authentication: pass its token with "
-                "--auth-token-file, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN",
-                file=sys.stderr,
-            )
-            return 1
-        return _failed("submit", "cannot reach the Ray Jobs API", exc, args.debug)
-
+    client = _connect(args)
+    if isinstance(client, int):
+        return client
     spec_name = Path(args.spec).name
     with tempfile.TemporaryDirectory(prefix="raygrid-job-") as workdir:
         stage_job_dir(spec, workdir, spec_name)
@@ -337,6 +332,28 @@ def _submit(args: argparse.Namespace) -> int:
         _say(fetch_instructions(spec.output))
         print(job_id, flush=True)
         return 0
+    return _follow_and_show(args, spec, client, job_id)
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    """The Jobs API client for ``raygrid submit``, or the exit code when there is none."""
+    try:
+        return _job_client(args.address, args.auth_token_file)
+    except Exception as exc:
+        if type(exc).__name__ == "AuthenticationError":
+            _failed("submit", "the cluster refused this client", exc, args.debug)
+            print(
+                "raygrid submit: the cluster uses token authentication: pass its token with "
+                "--auth-token-file, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN",
+                file=sys.stderr,
+            )
+            return 1
+        return _failed("submit", "cannot reach the Ray Jobs API", exc, args.debug)
+
+
+def _follow_and_show(args: argparse.Namespace, spec: SearchSpec, client: Any, job_id: str) -> int:
+    """Stream the job's logs, then print its ranked results read back from its output."""
+    uri = output_uri(spec.output)
     try:
         status = _follow(client, job_id)
     except KeyboardInterrupt:
