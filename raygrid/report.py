@@ -31,9 +31,11 @@ import json
 import math
 import os
 import re
+import string
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +60,8 @@ PROG = "raygrid report"
 FIGURE_FILES = {"heatmap": "heatmap.png", "params": "params.png", "timeline": "timeline.png"}
 TASK_COLUMNS = ("candidate", "split", "start_time", "end_time", "node_id", "pid")
 DPI = 110
+# The HTML page, with $-placeholders (string.Template) for the parts html_report fills.
+_TEMPLATE = resources.files("raygrid") / "templates" / "report.html"
 
 
 class ReportError(Exception):
@@ -619,24 +623,60 @@ def timeline_figure(tasks: pd.DataFrame, n_candidates: int) -> Figure:
     rows = pd.Series(
         [row_of[key] for key in zip(nodes, tasks["pid"], strict=True)], index=tasks.index
     )
+    failed, retried = _failed_and_retried(tasks)
+
+    figure = _new_figure(10.0, min(14.0, 1.8 + 0.42 * len(workers)))
+    ax = figure.add_subplot()
+    norm = matplotlib.colors.Normalize(0, max(1, n_candidates - 1))
+    cmap = matplotlib.colormaps["viridis"]
+    colors = cmap(norm(tasks["candidate"].to_numpy()))
+    _task_bars(ax, rows, start, duration, colors, failed, retried)
+
+    _worker_rows(ax, workers, duration.groupby(rows).sum() * scale / wall)
+    ax.set_xlim(0, wall / scale * 1.01)
+    ax.set_xlabel(f"{unit} since the first task started")
+    ax.grid(axis="x", alpha=0.3)
+    share = duration.sum() * scale / (wall * len(workers))
+    ax.set_title(
+        f"Tasks per worker: {len(tasks)} tasks on {len(workers)} workers, "
+        f"{workers['node'].nunique()} node(s); wall {wall / scale:.3g} {unit}, busy {share:.0%}",
+        fontsize=10,
+    )
+    colorbar = figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01)
+    colorbar.set_label("candidate")
+    colorbar.locator = matplotlib.ticker.MaxNLocator(integer=True)
+    colorbar.update_ticks()
+    return figure
+
+
+def _failed_and_retried(tasks: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Which tasks failed, and which ran more than once."""
     failed = tasks["error"].notna() if "error" in tasks else pd.Series(False, index=tasks.index)
     retried = (
         tasks["attempts"].fillna(1) > 1
         if "attempts" in tasks
         else pd.Series(False, index=tasks.index)
     )
+    return failed, retried
 
-    figure = _new_figure(10.0, min(14.0, 1.8 + 0.42 * len(workers)))
-    ax = figure.add_subplot()
-    norm = matplotlib.colors.Normalize(0, max(1, n_candidates - 1))
-    cmap = matplotlib.colormaps["viridis"]
+
+def _task_bars(
+    ax: Any,
+    rows: pd.Series,
+    start: pd.Series,
+    duration: pd.Series,
+    colors: np.ndarray,
+    failed: pd.Series,
+    retried: pd.Series,
+) -> None:
+    """The tasks' bars: coloured by candidate, failed ones red and hatched, retried outlined."""
     ok = ~failed
     ax.barh(
         rows[ok],
         duration[ok],
         left=start[ok],
         height=0.7,
-        color=cmap(norm(tasks["candidate"][ok].to_numpy())),
+        color=colors[ok.to_numpy()],
         edgecolor=np.where(retried[ok], "black", "white"),
         linewidth=np.where(retried[ok], 1.2, 0.3),
     )
@@ -656,7 +696,9 @@ def timeline_figure(tasks: pd.DataFrame, n_candidates: int) -> Figure:
     if failed.any() or retried.any():
         ax.legend(fontsize=8, loc="upper right")
 
-    busy = duration.groupby(rows).sum() * scale / wall
+
+def _worker_rows(ax: Any, workers: pd.DataFrame, busy: pd.Series) -> None:
+    """One labelled row per worker, a line between nodes."""
     labels = [
         _worker_label(w, busy.get(i, 0.0), len(workers["node"].unique()))
         for i, w in enumerate(workers.itertuples())
@@ -666,20 +708,6 @@ def timeline_figure(tasks: pd.DataFrame, n_candidates: int) -> Figure:
     for i in range(1, len(workers)):
         if workers["node_index"][i] != workers["node_index"][i - 1]:
             ax.axhline(i - 0.5, color="black", linewidth=0.8)
-    ax.set_xlim(0, wall / scale * 1.01)
-    ax.set_xlabel(f"{unit} since the first task started")
-    ax.grid(axis="x", alpha=0.3)
-    share = duration.sum() * scale / (wall * len(workers))
-    ax.set_title(
-        f"Tasks per worker: {len(tasks)} tasks on {len(workers)} workers, "
-        f"{workers['node'].nunique()} node(s); wall {wall / scale:.3g} {unit}, busy {share:.0%}",
-        fontsize=10,
-    )
-    colorbar = figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01)
-    colorbar.set_label("candidate")
-    colorbar.locator = matplotlib.ticker.MaxNLocator(integer=True)
-    colorbar.update_ticks()
-    return figure
 
 
 def _worker_label(worker: Any, busy: float, n_nodes: int) -> str:
@@ -779,6 +807,21 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _figures_html(figures: dict[str, bytes], heatmap_pair: tuple[str, str] | None) -> str:
+    """The PNGs as embedded ``<figure>`` elements with their captions."""
+    pair = f" ({' × '.join(heatmap_pair)})" if heatmap_pair else ""
+    captions = {
+        "heatmap": f"Mean test score over two parameters{pair}, best over the others",
+        "params": "Test score per parameter",
+        "timeline": "Tasks per worker over time",
+    }
+    return "\n".join(
+        f'<figure><img alt="{html.escape(name)}" src="{_data_uri(png)}">'
+        f"<figcaption>{html.escape(captions.get(name, name))}</figcaption></figure>"
+        for name, png in figures.items()
+    )
+
+
 def html_report(
     search: SearchResults,
     metric: str,
@@ -817,56 +860,22 @@ def html_report(
     header, rows = table_cells(table, metric)
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "\n".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    pair = f" ({' × '.join(heatmap_pair)})" if heatmap_pair else ""
-    captions = {
-        "heatmap": f"Mean test score over two parameters{pair}, best over the others",
-        "params": "Test score per parameter",
-        "timeline": "Tasks per worker over time",
-    }
-    images = "\n".join(
-        f'<figure><img alt="{esc(name)}" src="{_data_uri(png)}">'
-        f"<figcaption>{esc(captions.get(name, name))}</figcaption></figure>"
-        for name, png in figures.items()
-    )
+    images = _figures_html(figures, heatmap_pair)
     note_items = "".join(f"<li>{esc(n)}</li>" for n in notes)
     shown = (
         f"top {len(table)} of {len(search.results)}" if len(table) < len(search.results) else "all"
     )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{esc(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }}
-.summary th {{ background: #f4f4f4; white-space: nowrap; }}
-.summary td {{ font-family: ui-monospace, monospace; word-break: break-word; }}
-.ranked th {{ background: #f4f4f4; }}
-.ranked tr:first-child + tr td {{ font-weight: bold; }}
-figure {{ margin: 1.5em 0; }}
-img {{ max-width: 100%; }}
-figcaption {{ color: #555; font-size: 0.9em; }}
-</style>
-</head>
-<body>
-<h1>{esc(title)}</h1>
-<h2>Search</h2>
-<table class="summary">
-{summary}
-</table>
-<h2>Candidates by {esc(metric)} ({esc(shown)})</h2>
-<table class="ranked">
-<tr>{head}</tr>
-{body}
-</table>
-<h2>Figures</h2>
-{images}
-<ul>{note_items}</ul>
-</body>
-</html>
-"""
+    page = string.Template(_TEMPLATE.read_text(encoding="utf-8"))
+    return page.substitute(
+        title=esc(title),
+        summary=summary,
+        metric=esc(metric),
+        shown=esc(shown),
+        head=head,
+        body=body,
+        images=images,
+        notes=note_items,
+    )
 
 
 # ------------------------------------------------------------------------------ CLI
