@@ -119,32 +119,19 @@ _SEARCH_KEYS = (
 )
 # [search].kind -> (raygrid class name, the options of that kind). Their values are checked
 # by the class's own parameter validation (see _Checker.check_kind_options).
+_HALVING_OPTIONS = (
+    "factor",
+    "resource",
+    "max_resources",
+    "min_resources",
+    "aggressive_elimination",
+    "random_state",
+)
 SEARCH_KINDS = {
     "grid": ("RayGridSearchCV", ()),
     "randomized": ("RayRandomizedSearchCV", ("n_iter", "random_state")),
-    "halving_grid": (
-        "RayHalvingGridSearchCV",
-        (
-            "factor",
-            "resource",
-            "max_resources",
-            "min_resources",
-            "aggressive_elimination",
-            "random_state",
-        ),
-    ),
-    "halving_random": (
-        "RayHalvingRandomSearchCV",
-        (
-            "n_candidates",
-            "factor",
-            "resource",
-            "max_resources",
-            "min_resources",
-            "aggressive_elimination",
-            "random_state",
-        ),
-    ),
+    "halving_grid": ("RayHalvingGridSearchCV", _HALVING_OPTIONS),
+    "halving_random": ("RayHalvingRandomSearchCV", ("n_candidates", *_HALVING_OPTIONS)),
 }
 _KIND_KEYS = tuple(sorted({k for _, keys in SEARCH_KINDS.values() for k in keys}))
 _DATA_KEYS = ("path", "format", "target", "features", "groups", "generator", "dataset", "args")
