@@ -38,6 +38,7 @@ from raygrid.spec import SearchSpec, SpecError, dump_toml, load_spec, parse_spec
 from raygrid.text import error_line
 
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+REPORT_PROG = "raygrid report"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -533,8 +534,76 @@ def _follow(client: Any, job_id: str) -> str:
 # -- report -------------------------------------------------------------------------------
 
 
+class _ReportParser(argparse.ArgumentParser):
+    """Usage errors raise :class:`raygrid.report.ReportError` (one line) instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise report.ReportError(f"{message} (see '{REPORT_PROG} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    parser = _ReportParser(
+        prog=REPORT_PROG,
+        description="A saved search (RayGridSearchCV.save_results) as a ranked table, "
+        "PNG figures and optionally one self-contained HTML page.",
+    )
+    parser.add_argument("path", metavar="PATH", help="directory written by save_results")
+    parser.add_argument(
+        "--out", metavar="DIR", help="where to write the PNGs (default: PATH/figures)"
+    )
+    parser.add_argument(
+        "--html", metavar="FILE", help="also write one self-contained HTML page here"
+    )
+    parser.add_argument(
+        "--metric", metavar="NAME", help="scoring name to rank by (default: the refit metric)"
+    )
+    parser.add_argument(
+        "--params",
+        nargs=2,
+        metavar=("P1", "P2"),
+        help="the heatmap's parameters (x, y); default: the two most influential",
+    )
+    parser.add_argument(
+        "--top",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="rows in the table (default: 10)",
+    )
+    return parser
+
+
 def _report(argv: list[str]) -> int:
-    return report.cli_main(argv)
+    """Run ``raygrid report``: 0 on success; 2 for bad input, as one line on stderr."""
+    path = None
+    try:
+        args = _report_parser().parse_args(argv)
+        path = args.path
+        report.run_report(args.path, args.out, args.html, args.metric, args.params, args.top)
+        return 0
+    except report.ReportError as exc:
+        print(f"{REPORT_PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        # Files that pass every check above but still hold what raygrid never writes.
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"{REPORT_PROG}: {path}: not reportable raygrid results ({what})", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 # -- helpers ------------------------------------------------------------------------------

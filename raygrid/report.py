@@ -23,7 +23,6 @@ Matplotlib is imported only when figures are drawn (the ``plot`` extra).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -32,7 +31,6 @@ import math
 import os
 import re
 import string
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -56,7 +54,6 @@ from raygrid.text import shorten
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PROG = "raygrid report"
 FIGURE_FILES = {"heatmap": "heatmap.png", "params": "params.png", "timeline": "timeline.png"}
 TASK_COLUMNS = ("candidate", "split", "start_time", "end_time", "node_id", "pid")
 DPI = 110
@@ -881,55 +878,6 @@ def html_report(
 # ------------------------------------------------------------------------------ CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors raise :class:`ReportError` (one line) instead of exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ReportError(f"{message} (see '{PROG} --help')")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="A saved search (RayGridSearchCV.save_results) as a ranked table, "
-        "PNG figures and optionally one self-contained HTML page.",
-    )
-    parser.add_argument("path", metavar="PATH", help="directory written by save_results")
-    parser.add_argument(
-        "--out", metavar="DIR", help="where to write the PNGs (default: PATH/figures)"
-    )
-    parser.add_argument(
-        "--html", metavar="FILE", help="also write one self-contained HTML page here"
-    )
-    parser.add_argument(
-        "--metric", metavar="NAME", help="scoring name to rank by (default: the refit metric)"
-    )
-    parser.add_argument(
-        "--params",
-        nargs=2,
-        metavar=("P1", "P2"),
-        help="the heatmap's parameters (x, y); default: the two most influential",
-    )
-    parser.add_argument(
-        "--top",
-        type=_positive_int,
-        default=10,
-        metavar="N",
-        help="rows in the table (default: 10)",
-    )
-    return parser
-
-
 def _write(path: str, data: bytes | str) -> None:
     try:
         directory = os.path.dirname(path)
@@ -940,23 +888,8 @@ def _write(path: str, data: bytes | str) -> None:
         raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _run(args: argparse.Namespace) -> int:
-    search = read_search(args.path)
-    metric = args.metric or search.default_metric()
-    if metric not in search.metrics:
-        raise ReportError(
-            f"--metric: no metric {metric!r} in the results (metrics: {', '.join(search.metrics)})"
-        )
-    pair = heatmap_params(search, metric, args.params)
-    _matplotlib()
-
-    table = ranked_table(search.results, metric, search.params, args.top)
-    print(f"{len(search.results)} candidates, ranked by mean test {metric} (top {len(table)}):")
-    print(format_table(table, metric))
-
-    figures, notes = render_figures(search, metric, pair)
-    out = args.out or os.path.join(args.path, "figures")
-    print()
+def _write_figures(figures: dict[str, bytes], out: str) -> None:
+    """Write the PNGs under ``out``; remove those an earlier report left that are not redrawn."""
     for name, png in figures.items():
         target = os.path.join(out, FIGURE_FILES[name])
         _write(target, png)
@@ -969,51 +902,61 @@ def _run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise ReportError(f"cannot remove {stale}: {exc.strerror or exc}") from None
             print(f"removed {stale}")
-    if args.html:
-        title = f"raygrid report: {shorten(str(search.summary.get('estimator', args.path)), 80)}"
-        _write(args.html, html_report(search, metric, table, figures, notes, title, pair))
-        print(f"wrote {args.html}")
-    if pair is not None:
-        why = "from --params" if args.params else "the largest spread of per-value best score"
-        print(f"heatmap parameters: {pair[0]} (x), {pair[1]} (y): {why}")
-    for note in notes:
-        print(f"note: {note}")
-    return 0
 
 
-def cli_main(argv: list[str] | None = None) -> int:
-    """Run ``raygrid report``; see ``raygrid report --help``.
+def run_report(
+    path: str,
+    out: str | None = None,
+    html_file: str | None = None,
+    metric: str | None = None,
+    params: Sequence[str] | None = None,
+    top: int = 10,
+) -> None:
+    """``raygrid report``: print the ranked table, write the figures and the HTML page.
 
     Parameters
     ----------
-    argv : list of str, default=None
-        The arguments after ``report``; ``sys.argv[1:]`` when None.
+    path : str
+        A directory written by ``save_results``.
+    out : str, default=None
+        Where to write the PNGs; ``path/figures`` when None.
+    html_file : str, default=None
+        Also write one self-contained HTML page here.
+    metric : str, default=None
+        The scoring name to rank by; the refit metric when None.
+    params : sequence of two str, default=None
+        The heatmap's parameters (x, y); the two most influential when None.
+    top : int, default=10
+        Rows in the table.
 
-    Returns
-    -------
-    int
-        0 on success; 2 for bad input, printed as one ``raygrid report: ...`` line on
-        stderr.
+    Raises
+    ------
+    ReportError
+        For input that cannot be reported, as one line.
     """
-    path = None
-    try:
-        args = _parser().parse_args(argv)
-        path = args.path
-        return _run(args)
-    except ReportError as exc:
-        print(f"{PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except (TypeError, ValueError, KeyError, IndexError) as exc:
-        # Files that pass every check above but still hold what raygrid never writes.
-        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        print(f"{PROG}: {path}: not reportable raygrid results ({what})", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
-    except BrokenPipeError:  # e.g. piped into head: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    search = read_search(path)
+    metric = metric or search.default_metric()
+    if metric not in search.metrics:
+        raise ReportError(
+            f"--metric: no metric {metric!r} in the results (metrics: {', '.join(search.metrics)})"
+        )
+    pair = heatmap_params(search, metric, params)
+    _matplotlib()
 
+    table = ranked_table(search.results, metric, search.params, top)
+    print(f"{len(search.results)} candidates, ranked by mean test {metric} (top {len(table)}):")
+    print(format_table(table, metric))
 
-if __name__ == "__main__":
-    sys.exit(cli_main())
+    figures, notes = render_figures(search, metric, pair)
+    out = out or os.path.join(path, "figures")
+    print()
+    _write_figures(figures, out)
+    if html_file:
+        title = f"raygrid report: {shorten(str(search.summary.get('estimator', path)), 80)}"
+        _write(html_file, html_report(search, metric, table, figures, notes, title, pair))
+        print(f"wrote {html_file}")
+    if pair is not None:
+        why = "from --params" if params else "the largest spread of per-value best score"
+        print(f"heatmap parameters: {pair[0]} (x), {pair[1]} (y): {why}")
+    for note in notes:
+        print(f"note: {note}")

@@ -194,11 +194,11 @@ def test_load_error_of_data_file_exits_2(tmp_path: Path, capsys) -> None:
 # -- raygrid report -------------------------------------------------------------------------
 
 
-def test_report_delegates_to_report_cli_main(monkeypatch) -> None:
+def test_report_passes_its_options_to_run_report(monkeypatch) -> None:
     seen = []
-    monkeypatch.setattr(cli.report, "cli_main", lambda argv: seen.append(argv) or 7)
-    assert cli.main(["report", "results/a", "--top", "3"]) == 7
-    assert seen == [["results/a", "--top", "3"]]
+    monkeypatch.setattr(cli.report, "run_report", lambda *args: seen.append(args))
+    assert cli.main(["report", "results/a", "--top", "3"]) == 0
+    assert seen == [("results/a", None, None, None, None, 3)]
 
 
 def test_report_bad_input_is_a_clear_error(tmp_path, capsys) -> None:

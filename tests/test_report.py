@@ -14,7 +14,7 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from raygrid import RayGridSearchCV, report
+from raygrid import RayGridSearchCV, cli, report
 from raygrid.ranking import ranked_table
 from raygrid.results import RESULTS_FILE, SUMMARY_FILE, TASKS_FILE
 
@@ -59,7 +59,7 @@ def copy_of(saved, tmp_path):
 
 
 def run(capsys, *argv):
-    code = report.cli_main([str(a) for a in argv])
+    code = cli.main(["report", *(str(a) for a in argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
