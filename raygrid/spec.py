@@ -63,7 +63,12 @@ import numpy as np
 
 from raygrid.results import is_uri, read_schema, read_table
 from raygrid.text import error_line, shorten
-from raygrid.validate import check_task_resources, resolve_pre_dispatch
+from raygrid.validate import (
+    UnknownParameterError,
+    check_candidate_params,
+    check_task_resources,
+    resolve_pre_dispatch,
+)
 
 __all__ = [
     "DATA_FORMATS",
@@ -558,9 +563,7 @@ class _Checker:
             names = [n for n in signature.parameters if n != "self"]
             for key in params:
                 if key not in names:
-                    hint = difflib.get_close_matches(key, names, n=1)
-                    text = f"{cls.__name__} has no parameter {key!r}"
-                    text += f" (did you mean {hint[0]!r}?)" if hint else ""
+                    text = _no_parameter(cls.__name__, key, names)
                     self.fail(f"[estimator.params].{_key(key)}", text)
             if self.problems:
                 return None
@@ -801,8 +804,6 @@ class _Checker:
     def check_grid(self, estimator: Any, grid: Any) -> None:
         from sklearn.model_selection import ParameterGrid
 
-        from raygrid.validate import check_candidate_params
-
         grids = grid if isinstance(grid, list) else [grid]
         for i, one in enumerate(grids):
             where = (
@@ -816,16 +817,12 @@ class _Checker:
                 continue
             try:
                 check_candidate_params(estimator, first)
-            except Exception as exc:
+            except UnknownParameterError as exc:
                 names = sorted(estimator.get_params(deep=True))
-                bad = next((n for n in one if n not in names), None)
-                if bad is not None:
-                    hint = difflib.get_close_matches(bad, names, n=1)
-                    text = f"{type(estimator).__name__} has no parameter {bad!r}"
-                    text += f" (did you mean {hint[0]!r}?)" if hint else ""
-                    self.fail(f"{where}.{_key(bad)}", text)
-                else:
-                    self.fail(where, f"{type(exc).__name__}: {exc}")
+                text = _no_parameter(type(estimator).__name__, exc.name, names)
+                self.fail(f"{where}.{_key(exc.name)}", text)
+            except Exception as exc:
+                self.fail(where, f"{type(exc).__name__}: {exc}")
 
     # -- [data] ---------------------------------------------------------------------
 
@@ -1198,6 +1195,12 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         text = "an array " + text
     return shorten(text, 80, mark="...")
+
+
+def _no_parameter(owner: str, name: str, names: list[str]) -> str:
+    """ "OWNER has no parameter NAME", with the closest of ``names`` as a hint."""
+    hint = difflib.get_close_matches(name, names, n=1)
+    return f"{owner} has no parameter {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
 
 
 def _key(name: Any) -> str:
