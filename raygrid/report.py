@@ -54,7 +54,13 @@ from raygrid.text import shorten
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FIGURE_FILES = {"heatmap": "heatmap.png", "params": "params.png", "timeline": "timeline.png"}
+FIGURE_FILES = {
+    "heatmap": "heatmap.png",
+    "params": "params.png",
+    "curves": "curves.png",
+    "timeline": "timeline.png",
+}
+CURVE_COLUMNS = ("loss_curve", "validation_loss_curve")
 TASK_COLUMNS = ("candidate", "split", "start_time", "end_time", "node_id", "pid")
 DPI = 110
 # The HTML page, with $-placeholders (string.Template) for the parts html_report fills.
@@ -715,6 +721,59 @@ def _worker_label(worker: Any, busy: float, n_nodes: int) -> str:
     return " · ".join(parts) + f"  ({busy:.0%})"
 
 
+def _has_curves(tasks: pd.DataFrame | None) -> bool:
+    return tasks is not None and "loss_curve" in tasks and tasks["loss_curve"].notna().any()
+
+
+def curves_figure(search: SearchResults, metric: str, top: int = 5) -> Figure:
+    """The per-epoch loss of the ``top`` best candidates, one line per fold.
+
+    Solid lines are the training loss (``loss_curve``), dashed ones the validation loss
+    (``validation_loss_curve``) when the estimator kept one; one colour per candidate.
+
+    Parameters
+    ----------
+    search : SearchResults
+        With tasks that have a ``loss_curve`` column.
+    metric : str
+        The scoring name the candidates are ranked by.
+    top : int, default=5
+        How many candidates to draw.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    ranks = search.results[f"rank_test_{metric}"].sort_values(kind="stable")
+    best = list(ranks.index[:top])
+    figure = _new_figure(8.0, 4.5)
+    ax = figure.add_subplot()
+    colors = _matplotlib().colormaps["tab10"]
+    for i, candidate in enumerate(best):
+        rows = search.tasks[search.tasks["candidate"] == candidate].sort_values("split")
+        name = f"#{ranks[candidate]}: " + shorten(
+            ", ".join(f"{p}={value_label(search.results[p][candidate])}" for p in search.params),
+            60,
+        )
+        for column, style in zip(CURVE_COLUMNS, ("-", "--"), strict=True):
+            cells = rows.get(column, [])
+            curves = [c for c in cells if isinstance(c, list | tuple | np.ndarray) and len(c)]
+            for fold, curve in enumerate(curves):
+                label = name if column == "loss_curve" and fold == 0 else None
+                epochs = np.arange(1, len(curve) + 1)
+                ax.plot(epochs, curve, style, color=colors(i % 10), alpha=0.8, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(
+        f"Loss per epoch of the {len(best)} best candidates by {metric}, one line per fold "
+        "(dashed: validation)",
+        fontsize=10,
+    )
+    return figure
+
+
 def render_figures(
     search: SearchResults, metric: str, pair: tuple[str, str] | None
 ) -> tuple[dict[str, bytes], list[str]]:
@@ -731,7 +790,8 @@ def render_figures(
     Returns
     -------
     figures : dict of str to bytes
-        Keyed by ``"heatmap"``, ``"params"``, ``"timeline"`` (those drawn).
+        Keyed by ``"heatmap"``, ``"params"``, ``"curves"`` (when the tasks hold
+        per-epoch losses), ``"timeline"`` (those drawn).
     notes : list of str
         Why a figure was skipped.
     """
@@ -747,6 +807,8 @@ def render_figures(
     else:
         figures["heatmap"] = figure_png(heatmap_figure(search, metric, pair))
     figures["params"] = figure_png(parameters_figure(search, metric))
+    if _has_curves(search.tasks):
+        figures["curves"] = figure_png(curves_figure(search, metric))
     tasks = timeline_tasks(search.tasks)
     if len(tasks):
         figures["timeline"] = figure_png(timeline_figure(tasks, len(search.results)))
@@ -810,6 +872,7 @@ def _figures_html(figures: dict[str, bytes], heatmap_pair: tuple[str, str] | Non
     captions = {
         "heatmap": f"Mean test score over two parameters{pair}, best over the others",
         "params": "Test score per parameter",
+        "curves": "Loss per epoch of the best candidates",
         "timeline": "Tasks per worker over time",
     }
     return "\n".join(

@@ -127,7 +127,8 @@ def save_results(
     """Write ``cv_results`` and ``tasks`` as Parquet under the directory ``path``.
 
     Parameter values that are not plain numbers, strings or booleans (estimators,
-    tuples, mixed types) are stored as their ``repr``; ``params`` as JSON text.
+    tuples, mixed types) are stored as their ``repr``; ``params`` as JSON text; the
+    tasks' per-epoch curves (``loss_curve``, ``validation_loss_curve``) as lists of floats.
     """
     os.makedirs(path, exist_ok=True)
     frame = results_frame(cv_results)
@@ -197,9 +198,17 @@ def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:
             isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values
         ):
             out[column] = pd.array([None if v is None else float(v) for v in out[column]])
+        elif column.endswith("_curve") and all(_is_number_list(v) for v in values):
+            out[column] = [None if v is None else [float(x) for x in v] for v in out[column]]
         else:
             out[column] = [None if v is None else repr(v) for v in out[column]]
     return out
+
+
+def _is_number_list(value: Any) -> bool:
+    return isinstance(value, list | tuple | np.ndarray) and all(
+        isinstance(x, int | float | np.number) and not isinstance(x, bool) for x in value
+    )
 
 
 def _to_parquet(frame: pd.DataFrame, path: str) -> None:

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from sklearn.tree import DecisionTreeClassifier
 
 from raygrid import RayGridSearchCV, cli, report
@@ -365,8 +367,6 @@ def test_grid_without_parameters(tmp_path, capsys):
 
 def test_report_on_the_seed_search(tmp_path, capsys):
     """`raygrid run examples/seed.toml` then `raygrid report` on its output."""
-    from raygrid import cli
-
     spec = tmp_path / "seed.toml"
     with open(os.path.join(os.path.dirname(__file__), "..", "examples", "seed.toml")) as f:
         source = f.read()
@@ -375,10 +375,10 @@ def test_report_on_the_seed_search(tmp_path, capsys):
     capsys.readouterr()
     html = tmp_path / "seed.html"
     assert run(capsys, tmp_path / "seed", "--html", html)[0] == 0
-    for name in ("heatmap.png", "params.png", "timeline.png"):
+    for name in ("heatmap.png", "params.png", "curves.png", "timeline.png"):  # Keras: curves
         assert_png(tmp_path / "seed" / "figures" / name)
     page = html.read_text()
-    assert page.count("data:image/png;base64,") == 3 and "units" in page
+    assert page.count("data:image/png;base64,") == 4 and "units" in page
 
 
 def synthetic_search(columns):
@@ -438,3 +438,31 @@ def test_parameter_panels_use_log_and_category_axes(tmp_path):
     assert booleans.get_xscale() == "linear"
     assert [t.get_text() for t in booleans.get_xticklabels()] == ["True", "False"]
     assert list(booleans.get_xticks()) == [0, 1]
+
+
+def test_learning_curves_of_the_best_candidates(tmp_path, capsys):
+    grid = {"hidden_layer_sizes": [(4,), (8,)], "alpha": [1e-4, 1e-2, 1.0]}
+    mlp = MLPClassifier(max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = RayGridSearchCV(mlp, grid, cv=2).fit(X, y)
+    search.save_results(tmp_path)
+    saved = report.read_search(tmp_path)
+    curves = saved.tasks["loss_curve"]
+    assert all(len(curve) == 5 for curve in curves)  # a list per fold, read back as numbers
+    np.testing.assert_allclose(curves.iloc[0], search.tasks_["loss_curve"].iloc[0])
+    assert set(saved.results["hidden_layer_sizes"]) == {"(4,)", "(8,)"}  # parameters: repr
+
+    code, out, err = run(capsys, tmp_path, "--html", tmp_path / "page.html")
+    assert code == 0, err
+    assert_png(tmp_path / "figures" / "curves.png")
+    assert "Loss per epoch of the best candidates" in (tmp_path / "page.html").read_text()
+    ax = report.curves_figure(saved, "score").axes[0]
+    assert len(ax.lines) == 5 * 2  # the 5 best candidates, one line per fold
+    assert len(ax.get_legend().get_texts()) == 5
+
+
+def test_no_learning_curves_without_per_epoch_losses(saved, capsys):
+    code, out, err = run(capsys, saved)
+    assert code == 0, err
+    assert not (saved / "figures" / "curves.png").exists()
