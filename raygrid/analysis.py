@@ -155,6 +155,18 @@ def _grid_order(summary: dict[str, Any], name: str) -> list[str]:
 
 
 def parameter_axis(search: SearchResults, name: str) -> ParameterAxis:
+    """The values of parameter ``name`` as labels, in grid order (numbers sorted).
+
+    Parameters
+    ----------
+    search : SearchResults
+    name : str
+        A parameter column of ``search.results``.
+
+    Returns
+    -------
+    ParameterAxis
+    """
     column = search.results[name]
     labels = column.map(value_label)
     is_number = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
@@ -190,7 +202,21 @@ def _unevenness(steps: np.ndarray) -> float:
 
 
 def candidate_scores(search: SearchResults, metric: str, names: Sequence[str]) -> pd.DataFrame:
-    """Per candidate: the parameters' labels, mean/std test (and mean train) score."""
+    """Per candidate: the parameters' labels, mean/std test (and mean train) score.
+
+    Parameters
+    ----------
+    search : SearchResults
+    metric : str
+        The scoring name.
+    names : sequence of str
+        The parameters to label.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``names``, then ``mean``, ``std`` (and ``train`` when saved).
+    """
     frame = pd.DataFrame({name: search.results[name].map(value_label) for name in names})
     frame["mean"] = search.results[f"mean_test_{metric}"].astype(float)
     frame["std"] = search.results[f"std_test_{metric}"].astype(float)
@@ -201,7 +227,20 @@ def candidate_scores(search: SearchResults, metric: str, names: Sequence[str]) -
 
 
 def best_per(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """The best candidate (highest mean; failed last) for each combination of ``by``."""
+    """The best candidate (highest mean; failed last) for each combination of ``by``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        From :func:`candidate_scores`.
+    by : list of str
+        Parameter columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per combination, indexed by ``by``.
+    """
     ordered = frame.sort_values("mean", ascending=False, na_position="last", kind="stable")
     return ordered.drop_duplicates(subset=by).set_index(by)
 

@@ -35,7 +35,18 @@ DPI = 110
 
 
 def load_matplotlib() -> Any:
-    """Import matplotlib (the ``plot`` extra), or fail with the install command."""
+    """Import matplotlib (the ``plot`` extra), or fail with the install command.
+
+    Returns
+    -------
+    module
+        The ``matplotlib`` module.
+
+    Raises
+    ------
+    ReportError
+        When matplotlib is not installed.
+    """
     try:
         import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
