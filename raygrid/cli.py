@@ -19,10 +19,8 @@ import argparse
 import asyncio
 import contextlib
 import copy
-import importlib
 import logging
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -33,13 +31,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from raygrid.spec import SearchSpec, SpecError, dump_toml, is_uri, load_spec, parse_spec
+from raygrid import report
+from raygrid.ranking import format_table, parameter_columns, ranked_table
+from raygrid.results import is_uri, read_output, write_output
+from raygrid.spec import SearchSpec, SpecError, dump_toml, load_spec, parse_spec
+from raygrid.text import error_line
 
-#: Columns of a results table that are not parameters.
-_NOT_PARAM = re.compile(
-    r"^((mean|std|rank)_(test|train)_.+|split\d+_(test|train)_.+|(mean|std)_(fit|score)_time|params)$"
-)
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+REPORT_PROG = "raygrid report"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +88,17 @@ def _parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"raygrid {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run_parser(sub)
+    _add_submit_parser(sub)
+    sub.add_parser(
+        "report",
+        help="summarise saved results (see `raygrid report --help`)",
+        add_help=False,
+    )
+    return parser
 
+
+def _add_run_parser(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="run a search spec (on a local Ray, or the cluster at --address)",
@@ -113,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+
+def _add_submit_parser(sub: Any) -> None:
     submit = sub.add_parser(
         "submit",
         help="submit a search spec as a Ray job and follow it",
@@ -141,13 +152,6 @@ def _parser() -> argparse.ArgumentParser:
     _output_option(submit)
     _common_options(submit)
     submit.set_defaults(func=_submit)
-
-    sub.add_parser(
-        "report",
-        help="summarise saved results (see `raygrid report --help`)",
-        add_help=False,
-    )
-    return parser
 
 
 def _output_option(parser: argparse.ArgumentParser) -> None:
@@ -216,8 +220,6 @@ def _run(args: argparse.Namespace) -> int:
     refit = spec.search_params.get("refit")
     _say(format_ranking(frame, args.top, refit if isinstance(refit, str) else None))
     if spec.output is not None:
-        from raygrid.spec import read_output, write_output
-
         try:
             write_output(search, spec.output)
             # The exit status says the results are where they were asked to be: read
@@ -259,7 +261,7 @@ def _warn_if_large(search: Any, n_candidates: int, data: Any) -> None:
 
 
 def format_ranking(frame: Any, top: int = 10, metric: str | None = None) -> str:
-    """A ranked results table as text: rank, mean ± std per metric, parameters, fit time.
+    """A ranked results table as text: rank, mean ± std of ``metric``, the parameters.
 
     Parameters
     ----------
@@ -276,27 +278,11 @@ def format_ranking(frame: Any, top: int = 10, metric: str | None = None) -> str:
     str
     """
     metrics = [c.removeprefix("rank_test_") for c in frame.columns if c.startswith("rank_test_")]
-    if metric in metrics:
-        metrics.remove(metric)
-        metrics.insert(0, metric)
-    if metrics:
-        frame = frame.sort_values(f"rank_test_{metrics[0]}", kind="stable")
-    params = [c for c in frame.columns if not _NOT_PARAM.match(c)]
-    columns: dict[str, Any] = {}
-    if metrics:
-        columns["rank"] = frame[f"rank_test_{metrics[0]}"]
-    for metric in metrics:
-        mean, std = frame[f"mean_test_{metric}"], frame[f"std_test_{metric}"]
-        columns[metric] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(mean, std, strict=True)]
-    for name in params:
-        columns[name] = frame[name]
-    if "mean_fit_time" in frame:
-        columns["fit_time"] = [f"{t:.2f}s" for t in frame["mean_fit_time"]]
-    import pandas as pd
-
-    table = pd.DataFrame(columns).head(max(0, top))
+    if metric not in metrics:
+        metric = metrics[0]
+    table = ranked_table(frame, metric, parameter_columns(frame), max(0, top))
     shown = f" (top {len(table)} of {len(frame)})" if len(frame) > len(table) else ""
-    return f"Ranked results{shown}:\n" + table.to_string(index=False)
+    return f"Ranked results{shown}:\n" + format_table(table, metric)
 
 
 # -- submit -------------------------------------------------------------------------------
@@ -315,19 +301,9 @@ def _submit(args: argparse.Namespace) -> int:
                 )
             ],
         )
-    try:
-        client = _job_client(args.address, args.auth_token_file)
-    except Exception as exc:
-        if type(exc).__name__ == "AuthenticationError":
-            _failed("submit", "the cluster refused this client", exc, args.debug)
-            print(
-                "raygrid submit: the cluster uses token authentication: pass its token with "
-                "--auth-token-file, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN",
-                file=sys.stderr,
-            )
-            return 1
-        return _failed("submit", "cannot reach the Ray Jobs API", exc, args.debug)
-
+    client = _connect(args)
+    if isinstance(client, int):
+        return client
     spec_name = Path(args.spec).name
     with tempfile.TemporaryDirectory(prefix="raygrid-job-") as workdir:
         stage_job_dir(spec, workdir, spec_name)
@@ -357,6 +333,28 @@ def _submit(args: argparse.Namespace) -> int:
         _say(fetch_instructions(spec.output))
         print(job_id, flush=True)
         return 0
+    return _follow_and_show(args, spec, client, job_id)
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    """The Jobs API client for ``raygrid submit``, or the exit code when there is none."""
+    try:
+        return _job_client(args.address, args.auth_token_file)
+    except Exception as exc:
+        if type(exc).__name__ == "AuthenticationError":
+            _failed("submit", "the cluster refused this client", exc, args.debug)
+            print(
+                "raygrid submit: the cluster uses token authentication: pass its token with "
+                "--auth-token-file, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN",
+                file=sys.stderr,
+            )
+            return 1
+        return _failed("submit", "cannot reach the Ray Jobs API", exc, args.debug)
+
+
+def _follow_and_show(args: argparse.Namespace, spec: SearchSpec, client: Any, job_id: str) -> int:
+    """Stream the job's logs, then print its ranked results read back from its output."""
+    uri = output_uri(spec.output)
     try:
         status = _follow(client, job_id)
     except KeyboardInterrupt:
@@ -375,8 +373,6 @@ def _submit(args: argparse.Namespace) -> int:
         return 1
     _say(f"raygrid submit: job {job_id} SUCCEEDED; reading results from {uri}")
     try:
-        from raygrid.spec import read_output
-
         frame, _tasks, summary = read_output(uri)
     except Exception as exc:
         code = _failed("submit", f"cannot read the results at {uri}", exc, args.debug)
@@ -538,23 +534,76 @@ def _follow(client: Any, job_id: str) -> str:
 # -- report -------------------------------------------------------------------------------
 
 
-def _report(argv: list[str]) -> int:
+class _ReportParser(argparse.ArgumentParser):
+    """Usage errors raise :class:`raygrid.report.ReportError` (one line) instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise report.ReportError(f"{message} (see '{REPORT_PROG} --help')")
+
+
+def _positive_int(text: str) -> int:
     try:
-        report = importlib.import_module("raygrid.report")
-    except ImportError as exc:
-        if getattr(exc, "name", None) == "raygrid.report":
-            print(
-                "raygrid report: not available: this installation has no raygrid.report",
-                file=sys.stderr,
-            )
-        else:
-            print(f"raygrid report: cannot import raygrid.report: {exc}", file=sys.stderr)
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    parser = _ReportParser(
+        prog=REPORT_PROG,
+        description="A saved search (RayGridSearchCV.save_results) as a ranked table, "
+        "PNG figures and optionally one self-contained HTML page.",
+    )
+    parser.add_argument("path", metavar="PATH", help="directory written by save_results")
+    parser.add_argument(
+        "--out", metavar="DIR", help="where to write the PNGs (default: PATH/figures)"
+    )
+    parser.add_argument(
+        "--html", metavar="FILE", help="also write one self-contained HTML page here"
+    )
+    parser.add_argument(
+        "--metric", metavar="NAME", help="scoring name to rank by (default: the refit metric)"
+    )
+    parser.add_argument(
+        "--params",
+        nargs=2,
+        metavar=("P1", "P2"),
+        help="the heatmap's parameters (x, y); default: the two most influential",
+    )
+    parser.add_argument(
+        "--top",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="rows in the table (default: 10)",
+    )
+    return parser
+
+
+def _report(argv: list[str]) -> int:
+    """Run ``raygrid report``: 0 on success; 2 for bad input, as one line on stderr."""
+    path = None
+    try:
+        args = _report_parser().parse_args(argv)
+        path = args.path
+        report.run_report(args.path, args.out, args.html, args.metric, args.params, args.top)
+        return 0
+    except report.ReportError as exc:
+        print(f"{REPORT_PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    cli_main = getattr(report, "cli_main", None)
-    if cli_main is None:
-        print("raygrid report: not available: raygrid.report has no cli_main", file=sys.stderr)
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        # Files that pass every check above but still hold what raygrid never writes.
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        print(f"{REPORT_PROG}: {path}: not reportable raygrid results ({what})", file=sys.stderr)
         return 2
-    return int(cli_main(argv) or 0)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -567,9 +616,7 @@ def _say(text: str) -> None:
 def _failed(command: str, what: str, exc: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(exc)
-    lines = str(exc).strip().splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    print(f"raygrid {command}: {what}: {type(exc).__name__}: {first}", file=sys.stderr)
+    print(f"raygrid {command}: {what}: {error_line(exc)}", file=sys.stderr)
     return 1
 
 

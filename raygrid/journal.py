@@ -34,6 +34,7 @@ from typing import Any
 import joblib
 import numpy as np
 
+from raygrid.files import atomic_write, create_exclusive
 from raygrid.plan import Task
 from raygrid.record import ROW_TYPES, FitRecord
 
@@ -126,7 +127,7 @@ class Journal:
                 "it was not written by this search. Use another results_dir."
             )
         content = {"format": FORMAT, "search_key": self.search_key, **description}
-        if not _create_exclusive(manifest, json.dumps(content, indent=2, default=repr).encode()):
+        if not create_exclusive(manifest, json.dumps(content, indent=2, default=repr).encode()):
             self._check_manifest(description)  # another process created it first
 
     def load(self) -> dict[str, dict[str, Any]]:
@@ -212,7 +213,7 @@ def write_rows(directory: str, entries: list[tuple[str, int, int, dict, FitRecor
     name = f"{_PART_PREFIX}{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    _atomic_write(os.path.join(directory, name + _PART_SUFFIX), sink.getvalue().to_pybytes())
+    atomic_write(os.path.join(directory, name + _PART_SUFFIX), sink.getvalue().to_pybytes())
 
 
 def _schema() -> Any:
@@ -285,43 +286,3 @@ def _valid_score(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return math.isfinite(value) or math.isnan(value)
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
-    tmp = _write_temporary(path, data)
-    os.replace(tmp, path)
-    _sync_directory(path)
-
-
-def _create_exclusive(path: str, data: bytes) -> bool:
-    """Create ``path`` holding ``data`` unless it exists; whether this call created it.
-
-    Readers see all of the file or none of it.
-    """
-    tmp = _write_temporary(path, data)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-    _sync_directory(path)
-    return True
-
-
-def _write_temporary(path: str, data: bytes) -> str:
-    tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
-
-
-def _sync_directory(path: str) -> None:
-    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -16,6 +16,7 @@ from typing import Any
 import joblib
 
 from raygrid.prefix import shared_param
+from raygrid.text import shorten
 
 
 @dataclass(frozen=True)
@@ -266,5 +267,4 @@ def submission_order(tasks: list[Task | PrefixGroup]) -> list[Task | PrefixGroup
 
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(value) if isinstance(value, str) else str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(" ".join(text.split()), limit, mark="...")

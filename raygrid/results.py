@@ -3,7 +3,11 @@
 * :func:`tasks_frame`: one row per (candidate, split) task, with where and when it ran;
 * :func:`results_frame`: ``cv_results_`` with one column per parameter, best first;
 * :func:`save_results` / :func:`load_results`: both tables as Parquet plus a small JSON
-  summary, the layout ``raygrid report`` reads.
+  summary, the layout ``raygrid report`` reads;
+* :func:`write_output` / :func:`read_output`: the same layout at a path or a URI (copied
+  through the URI's pyarrow filesystem);
+* :func:`read_table` / :func:`read_schema`: a spec's data file (Parquet, CSV, Arrow IPC),
+  local or at a URI.
 
 ``cv_results_`` itself is never changed by any of this.
 """
@@ -12,11 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from raygrid.files import atomic_write
 from raygrid.plan import Task
 from raygrid.record import FitRecord
 
@@ -120,7 +127,8 @@ def save_results(
     """Write ``cv_results`` and ``tasks`` as Parquet under the directory ``path``.
 
     Parameter values that are not plain numbers, strings or booleans (estimators,
-    tuples, mixed types) are stored as their ``repr``; ``params`` as JSON text.
+    tuples, mixed types) are stored as their ``repr``; ``params`` as JSON text; the
+    tasks' per-epoch curves (``loss_curve``, ``validation_loss_curve``) as lists of floats.
     """
     os.makedirs(path, exist_ok=True)
     frame = results_frame(cv_results)
@@ -128,10 +136,8 @@ def save_results(
     if tasks is not None:
         _to_parquet(_plain_columns(tasks), os.path.join(path, TASKS_FILE))
     summary = {"layout_version": LAYOUT_VERSION, **summary}
-    tmp = os.path.join(path, SUMMARY_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2, default=repr)
-    os.replace(tmp, os.path.join(path, SUMMARY_FILE))
+    text = json.dumps(summary, indent=2, default=repr)
+    atomic_write(os.path.join(path, SUMMARY_FILE), text.encode())
 
 
 def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
@@ -192,15 +198,128 @@ def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:
             isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values
         ):
             out[column] = pd.array([None if v is None else float(v) for v in out[column]])
+        elif column.endswith("_curve") and all(_is_number_list(v) for v in values):
+            out[column] = [None if v is None else [float(x) for x in v] for v in out[column]]
         else:
             out[column] = [None if v is None else repr(v) for v in out[column]]
     return out
+
+
+def _is_number_list(value: Any) -> bool:
+    return isinstance(value, list | tuple | np.ndarray) and all(
+        isinstance(x, int | float | np.number) and not isinstance(x, bool) for x in value
+    )
 
 
 def _to_parquet(frame: pd.DataFrame, path: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tmp = path + ".tmp"
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-    os.replace(tmp, path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    atomic_write(path, sink.getvalue().to_pybytes())
+
+
+# -- data files and URIs ------------------------------------------------------------------
+
+
+def is_uri(path: str) -> bool:
+    """Whether ``path`` is a URI (``scheme://...``) rather than a local path."""
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
+
+
+def _open_source(path: str) -> Any:
+    if is_uri(path):
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+        return fs.open_input_file(inner)
+    return path
+
+
+def read_schema(path: str, fmt: str) -> Any:
+    """The pyarrow schema of the data file ``path`` (a local path or a URI) in format ``fmt``."""
+    import pyarrow as pa
+
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(_open_source(path))
+    if fmt == "csv":
+        import pyarrow.csv
+
+        return pyarrow.csv.open_csv(_open_source(path)).schema
+    try:
+        return pa.ipc.open_file(_open_source(path)).schema
+    except pa.ArrowInvalid:
+        return read_table(path, fmt).schema
+
+
+def read_table(path: str, fmt: str, columns: list[str] | None = None) -> Any:
+    """The data file ``path`` (a local path or a URI) in format ``fmt`` as a pyarrow table."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(_open_source(path), columns=columns)
+    if fmt == "csv":
+        import pyarrow.csv
+
+        table = pyarrow.csv.read_csv(_open_source(path))
+        return table.select(columns) if columns is not None else table
+    import pyarrow.feather
+
+    return pyarrow.feather.read_table(_open_source(path), columns=columns)
+
+
+# -- results at a path or URI -------------------------------------------------------------
+
+
+def write_output(search: Any, output: str) -> None:
+    """Write a fitted search's results under ``output`` (a directory path or a URI).
+
+    The layout is :meth:`RayGridSearchCV.save_results`'s (``cv_results.parquet``,
+    ``tasks.parquet``, ``search.json``); for a URI it is written locally first, then
+    copied with the URI's pyarrow filesystem.
+    """
+    if not is_uri(output):
+        search.save_results(output)
+        return
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
+    with tempfile.TemporaryDirectory(prefix="raygrid-out-") as tmp:
+        search.save_results(tmp)
+        fs.create_dir(inner, recursive=True)
+        for name in sorted(os.listdir(tmp)):
+            with (
+                open(os.path.join(tmp, name), "rb") as src,
+                fs.open_output_stream(f"{inner.rstrip('/')}/{name}") as dst,
+            ):
+                dst.write(src.read())
+
+
+def read_output(output: str) -> tuple[Any, Any, dict]:
+    """Read results written by :func:`write_output`: (results, tasks or None, summary).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``output`` holds no results.
+    """
+    if not is_uri(output):
+        return load_results(output)
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
+    with tempfile.TemporaryDirectory(prefix="raygrid-in-") as tmp:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
+        names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
+        if RESULTS_FILE not in names:
+            raise FileNotFoundError(f"{output}: no {RESULTS_FILE} here")
+        for name in names:
+            with (
+                fs.open_input_stream(f"{inner.rstrip('/')}/{name}") as src,
+                open(os.path.join(tmp, name), "wb") as dst,
+            ):
+                dst.write(src.read())
+        return load_results(tmp)

@@ -54,13 +54,21 @@ import inspect
 import math
 import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from raygrid.results import is_uri, read_schema, read_table
+from raygrid.text import error_line, shorten
+from raygrid.validate import (
+    UnknownParameterError,
+    check_candidate_params,
+    check_task_resources,
+    resolve_pre_dispatch,
+)
 
 __all__ = [
     "DATA_FORMATS",
@@ -72,8 +80,6 @@ __all__ = [
     "is_uri",
     "load_spec",
     "parse_spec",
-    "read_output",
-    "write_output",
 ]
 
 #: File extensions of ``[data].path`` and the format each is read as.
@@ -116,36 +122,21 @@ _SEARCH_KEYS = (
     "fit_timeout",
     "verbose",
 )
-# Parameters newer versions of RayGridSearchCV take: passed only when it has them.
-_OPTIONAL_SEARCH_KEYS = ("results_dir", "max_consecutive_failures", "progress", "fit_timeout")
 # [search].kind -> (raygrid class name, the options of that kind). Their values are checked
 # by the class's own parameter validation (see _Checker.check_kind_options).
+_HALVING_OPTIONS = (
+    "factor",
+    "resource",
+    "max_resources",
+    "min_resources",
+    "aggressive_elimination",
+    "random_state",
+)
 SEARCH_KINDS = {
     "grid": ("RayGridSearchCV", ()),
     "randomized": ("RayRandomizedSearchCV", ("n_iter", "random_state")),
-    "halving_grid": (
-        "RayHalvingGridSearchCV",
-        (
-            "factor",
-            "resource",
-            "max_resources",
-            "min_resources",
-            "aggressive_elimination",
-            "random_state",
-        ),
-    ),
-    "halving_random": (
-        "RayHalvingRandomSearchCV",
-        (
-            "n_candidates",
-            "factor",
-            "resource",
-            "max_resources",
-            "min_resources",
-            "aggressive_elimination",
-            "random_state",
-        ),
-    ),
+    "halving_grid": ("RayHalvingGridSearchCV", _HALVING_OPTIONS),
+    "halving_random": ("RayHalvingRandomSearchCV", ("n_candidates", *_HALVING_OPTIONS)),
 }
 _KIND_KEYS = tuple(sorted({k for _, keys in SEARCH_KINDS.values() for k in keys}))
 _DATA_KEYS = ("path", "format", "target", "features", "groups", "generator", "dataset", "args")
@@ -372,6 +363,79 @@ def parse_spec(
     return checker.check(doc)
 
 
+# -- [search] option checks: each returns None when the value is right, else what was expected
+
+
+def _n_jobs_problem(value: Any) -> str | None:
+    return None if _is_int(value) and value != 0 else "a non-zero int (-1 for all slots)"
+
+
+def _pre_dispatch_problem(value: Any) -> str | None:
+    expected = 'an int >= 1, "all" or like "2*n_jobs"'
+    if not (_is_int(value) or isinstance(value, str)):
+        return expected
+    try:
+        resolve_pre_dispatch(value, n_slots=1, n_tasks=1)
+    except ValueError:
+        return expected
+    return None
+
+
+def _error_score_problem(value: Any) -> str | None:
+    return None if value == "raise" or _is_number(value) else 'a number (nan allowed) or "raise"'
+
+
+def _bool_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _resources_problem(value: Any, gpus: bool) -> str | None:
+    in_range = _is_number(value) and (value >= 0 if gpus else value > 0)
+    if not in_range:
+        return f"a number {'>=' if gpus else '>'} 0"
+    try:
+        check_task_resources(num_cpus=0 if gpus else value, num_gpus=value if gpus else 0)
+    except ValueError:
+        return "a whole number above 1 (fractions only below 1)"
+    return None
+
+
+def _count_problem(value: Any, low: int) -> str | None:
+    return None if _is_int(value) and value >= low else f"an int >= {low}"
+
+
+def _results_dir_problem(value: Any) -> str | None:
+    return None if isinstance(value, str) and value else "a directory path (a string)"
+
+
+def _fit_timeout_problem(value: Any) -> str | None:
+    ok = _is_number(value) and math.isfinite(value) and value > 0
+    return None if ok else "a number of seconds > 0"
+
+
+def _progress_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) or value == "auto" else 'true, false or "auto"'
+
+
+_SEARCH_OPTION_CHECKS = {
+    "n_jobs": _n_jobs_problem,
+    "pre_dispatch": _pre_dispatch_problem,
+    "error_score": _error_score_problem,
+    "return_train_score": _bool_problem,
+    "num_cpus_per_task": lambda value: _resources_problem(value, gpus=False),
+    "num_gpus_per_task": lambda value: _resources_problem(value, gpus=True),
+    "max_retries": lambda value: _count_problem(value, 0),
+    "verbose": lambda value: _count_problem(value, 0),
+}
+# Parameters newer versions of RayGridSearchCV take: checked and passed only when it has them.
+_OPTIONAL_SEARCH_CHECKS = {
+    "results_dir": _results_dir_problem,
+    "max_consecutive_failures": lambda value: _count_problem(value, 1),
+    "progress": _progress_problem,
+    "fit_timeout": _fit_timeout_problem,
+}
+
+
 class _Checker:
     """Collects every problem of a spec, then raises them together."""
 
@@ -499,9 +563,7 @@ class _Checker:
             names = [n for n in signature.parameters if n != "self"]
             for key in params:
                 if key not in names:
-                    hint = difflib.get_close_matches(key, names, n=1)
-                    text = f"{cls.__name__} has no parameter {key!r}"
-                    text += f" (did you mean {hint[0]!r}?)" if hint else ""
+                    text = _no_parameter(cls.__name__, key, names)
                     self.fail(f"[estimator.params].{_key(key)}", text)
             if self.problems:
                 return None
@@ -549,9 +611,24 @@ class _Checker:
             )
         else:
             out["param_grid"] = self.check_param_grid(grid)
-
         if "cv" in table:
             out["cv"] = self.check_cv(table["cv"])
+        self.check_scoring_and_refit(table, out)
+        for name, check in _SEARCH_OPTION_CHECKS.items():
+            if name in table:
+                self.take(table, out, name, check)
+        self.check_optional_options(table, out)
+        return out
+
+    def take(self, table: dict, out: dict[str, Any], name: str, check: Any) -> None:
+        """``out[name] = table[name]`` when ``check`` returns None, else the problem it names."""
+        expected = check(table[name])
+        if expected is None:
+            out[name] = table[name]
+        else:
+            self.fail(f"[search].{name}", expected, table[name])
+
+    def check_scoring_and_refit(self, table: dict, out: dict[str, Any]) -> None:
         scoring = table.get("scoring", _MISSING)
         metrics: list[str] | None = None
         if scoring is not _MISSING:
@@ -564,94 +641,22 @@ class _Checker:
                 f"missing; with several scoring metrics, set refit to one of {metrics} "
                 "or to false",
             )
-        if "n_jobs" in table:
-            value = table["n_jobs"]
-            if not _is_int(value) or value == 0:
-                self.fail("[search].n_jobs", "a non-zero int (-1 for all slots)", value)
-            else:
-                out["n_jobs"] = value
-        if "pre_dispatch" in table:
-            value = table["pre_dispatch"]
-            ok = (_is_int(value) and value >= 1) or (
-                isinstance(value, str)
-                and (value == "all" or re.fullmatch(r"\s*(\d+)?\s*\*?\s*n_jobs\s*", value))
-            )
-            if not ok:
-                self.fail("[search].pre_dispatch", 'an int >= 1, "all" or like "2*n_jobs"', value)
-            else:
-                out["pre_dispatch"] = value
-        if "error_score" in table:
-            value = table["error_score"]
-            if value == "raise" or _is_number(value):
-                out["error_score"] = value
-            else:
-                self.fail("[search].error_score", 'a number (nan allowed) or "raise"', value)
-        for name in ("return_train_score",):
-            if name in table:
-                if isinstance(table[name], bool):
-                    out[name] = table[name]
-                else:
-                    self.fail(f"[search].{name}", "true or false", table[name])
-        for name, low, closed in (
-            ("num_cpus_per_task", 0, False),
-            ("num_gpus_per_task", 0, True),
-        ):
-            if name in table:
-                value = table[name]
-                bound = ">=" if closed else ">"
-                if (
-                    not _is_number(value)
-                    or math.isnan(value)
-                    or not (value >= low if closed else value > low)
-                ):
-                    self.fail(f"[search].{name}", f"a number {bound} {low}", value)
-                elif value > 1 and not float(value).is_integer():
-                    self.fail(
-                        f"[search].{name}",
-                        "a whole number above 1 (fractions only below 1)",
-                        value,
-                    )
-                else:
-                    out[name] = value
-        for name in ("max_retries", "verbose"):
-            if name in table:
-                value = table[name]
-                if not _is_int(value) or value < 0:
-                    self.fail(f"[search].{name}", "an int >= 0", value)
-                else:
-                    out[name] = value
-        for name in _OPTIONAL_SEARCH_KEYS:
-            if name in table and not _search_accepts(name):
+
+    def check_optional_options(self, table: dict, out: dict[str, Any]) -> None:
+        """The options only some versions of ``RayGridSearchCV`` have."""
+        for name, check in _OPTIONAL_SEARCH_CHECKS.items():
+            if name not in table:
+                continue
+            if not _search_accepts(name):
                 self.fail(
                     f"[search].{name}",
                     f"not supported by this version of RayGridSearchCV (no {name} "
                     "parameter); remove it",
                 )
-        if "results_dir" in table and _search_accepts("results_dir"):
-            value = table["results_dir"]
-            if not isinstance(value, str) or not value:
-                self.fail("[search].results_dir", "a directory path (a string)", value)
             else:
-                out["results_dir"] = os.path.abspath(os.path.expanduser(value))
-        if "max_consecutive_failures" in table and _search_accepts("max_consecutive_failures"):
-            value = table["max_consecutive_failures"]
-            if not _is_int(value) or value < 1:
-                self.fail("[search].max_consecutive_failures", "an int >= 1", value)
-            else:
-                out["max_consecutive_failures"] = value
-        if "fit_timeout" in table and _search_accepts("fit_timeout"):
-            value = table["fit_timeout"]
-            if not _is_number(value) or not math.isfinite(value) or value <= 0:
-                self.fail("[search].fit_timeout", "a number of seconds > 0", value)
-            else:
-                out["fit_timeout"] = value
-        if "progress" in table and _search_accepts("progress"):
-            value = table["progress"]
-            if not (isinstance(value, bool) or value == "auto"):
-                self.fail("[search].progress", 'true, false or "auto"', value)
-            else:
-                out["progress"] = value
-        return out
+                self.take(table, out, name, check)
+        if "results_dir" in out:
+            out["results_dir"] = os.path.abspath(os.path.expanduser(out["results_dir"]))
 
     def check_kind_options(self, table: dict, out: dict[str, Any]) -> None:
         """``kind`` and its options, checked by the search class's own validation."""
@@ -799,8 +804,6 @@ class _Checker:
     def check_grid(self, estimator: Any, grid: Any) -> None:
         from sklearn.model_selection import ParameterGrid
 
-        from raygrid.validate import check_candidate_params
-
         grids = grid if isinstance(grid, list) else [grid]
         for i, one in enumerate(grids):
             where = (
@@ -814,16 +817,12 @@ class _Checker:
                 continue
             try:
                 check_candidate_params(estimator, first)
-            except Exception as exc:
+            except UnknownParameterError as exc:
                 names = sorted(estimator.get_params(deep=True))
-                bad = next((n for n in one if n not in names), None)
-                if bad is not None:
-                    hint = difflib.get_close_matches(bad, names, n=1)
-                    text = f"{type(estimator).__name__} has no parameter {bad!r}"
-                    text += f" (did you mean {hint[0]!r}?)" if hint else ""
-                    self.fail(f"{where}.{_key(bad)}", text)
-                else:
-                    self.fail(where, f"{type(exc).__name__}: {exc}")
+                text = _no_parameter(type(estimator).__name__, exc.name, names)
+                self.fail(f"{where}.{_key(exc.name)}", text)
+            except Exception as exc:
+                self.fail(where, f"{type(exc).__name__}: {exc}")
 
     # -- [data] ---------------------------------------------------------------------
 
@@ -845,8 +844,12 @@ class _Checker:
                 if key in table:
                     self.fail(f"[data].{key}", "only with generator or dataset, not with path")
             self.check_data_path(table, spec)
-            return spec
+        else:
+            self.check_data_function(table, spec, source)
+        return spec
 
+    def check_data_function(self, table: dict, spec: DataSpec, source: str) -> None:
+        """``[data].generator`` or ``[data].dataset``: a function of ``sklearn.datasets``."""
         for key in ("target", "features", "groups", "format"):
             if key in table:
                 self.fail(f"[data].{key}", f"only with path, not with {source}")
@@ -858,7 +861,7 @@ class _Checker:
         spec.args = _tuplify(args)
         if not isinstance(name, str):
             self.fail(f"[data].{source}", "a function name of sklearn.datasets", name)
-            return spec
+            return
         import sklearn.datasets
 
         prefix = "make_" if source == "generator" else "load_"
@@ -877,7 +880,7 @@ class _Checker:
             text = f"unknown scikit-learn {what} {name!r}"
             text += f" (did you mean {hint[0]!r}?)" if hint else f"; one of {', '.join(choices)}"
             self.fail(f"[data].{source}", text)
-            return spec
+            return
         setattr(spec, source, name)
         func = getattr(sklearn.datasets, name)
         params = inspect.signature(func).parameters
@@ -890,35 +893,38 @@ class _Checker:
                 elif hint:
                     text += f" (did you mean {hint[0]!r}?)"
                 self.fail(f"[data.args].{_key(key)}", text)
-        return spec
 
     def check_data_path(self, table: dict, spec: DataSpec) -> None:
+        found = self.data_file(table)
+        if found is None:
+            return
+        resolved, fmt = found
+        spec.path = resolved
+        spec.format = "arrow" if fmt == "feather" else fmt
+        self.check_data_column_keys(table, spec)
+
+    def data_file(self, table: dict) -> tuple[str, str] | None:
+        """``[data].path`` resolved, and its format; None when either is wrong."""
         path = table["path"]
         if not isinstance(path, str) or not path:
             self.fail("[data].path", "a file path or URI (a string)", path)
-            return
+            return None
         fmt = table.get("format", _MISSING)
         if fmt is not _MISSING and fmt not in ("parquet", "csv", "arrow", "feather"):
             self.fail("[data].format", 'one of "parquet", "csv", "arrow", "feather"', fmt)
-            return
+            return None
         if is_uri(path):
-            scheme = path.split("://", 1)[0].lower()
-            if scheme not in OUTPUT_SCHEMES:
-                self.fail(
-                    "[data].path",
-                    f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}",
-                    path,
-                )
-                return
+            if not self.known_scheme("[data].path", path):
+                return None
             resolved = path
         else:
             resolved = str((self.base_dir / os.path.expanduser(path)).resolve())
             if not os.path.exists(resolved):
                 self.fail("[data].path", f"no such file: {resolved}")
-                return
+                return None
             if not os.path.isfile(resolved):
                 self.fail("[data].path", f"not a file: {resolved}")
-                return
+                return None
         if fmt is _MISSING:
             suffix = os.path.splitext(path.rstrip("/"))[1].lower()
             fmt = DATA_FORMATS.get(suffix)
@@ -928,10 +934,10 @@ class _Checker:
                     f"a file ending in one of {', '.join(DATA_FORMATS)} (or set [data].format)",
                     path,
                 )
-                return
-        spec.path = resolved
-        spec.format = "arrow" if fmt == "feather" else fmt
+                return None
+        return resolved, fmt
 
+    def check_data_column_keys(self, table: dict, spec: DataSpec) -> None:
         target = table.get("target", _MISSING)
         if target is _MISSING:
             self.fail("[data].target", "missing; expected the name of the target column")
@@ -962,9 +968,11 @@ class _Checker:
         if spec.path is None or spec.target is None:
             return
         try:
-            columns = _read_schema(spec.path, spec.format).names
+            columns = read_schema(spec.path, spec.format).names
         except Exception as exc:
-            self.fail("[data].path", f"cannot read {spec.path} as {spec.format}: {_short(exc)}")
+            self.fail(
+                "[data].path", f"cannot read {spec.path} as {spec.format}: {error_line(exc)}"
+            )
             return
 
         def missing(key: str, name: str) -> None:
@@ -1011,6 +1019,15 @@ class _Checker:
             self.fail("[tracking]", "empty; set uri/experiment (MLflow) or tensorboard_dir")
         return trackers
 
+    def known_scheme(self, key: str, uri: str) -> bool:
+        """Whether ``uri``'s scheme is one pyarrow can read and write; a problem if not."""
+        if uri.split("://", 1)[0].lower() in OUTPUT_SCHEMES:
+            return True
+        self.fail(
+            key, f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}", uri
+        )
+        return False
+
     def check_output(self, table: dict) -> str | None:
         self.unknown_keys(table, _OUTPUT_KEYS, "[output]")
         path = table.get("path", _MISSING)
@@ -1021,15 +1038,7 @@ class _Checker:
             self.fail("[output].path", "a directory path or URI (a string)", path)
             return None
         if is_uri(path):
-            scheme = path.split("://", 1)[0].lower()
-            if scheme not in OUTPUT_SCHEMES:
-                self.fail(
-                    "[output].path",
-                    f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}",
-                    path,
-                )
-                return None
-            return path
+            return path if self.known_scheme("[output].path", path) else None
         if "://" in path or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", path):
             self.fail("[output].path", "a local path or a URI like s3://bucket/dir", path)
             return None
@@ -1043,58 +1052,12 @@ class _Checker:
 # -- data files -----------------------------------------------------------------------
 
 
-def is_uri(path: str) -> bool:
-    """Whether ``path`` is a URI (``scheme://...``) rather than a local path."""
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
-
-
-def _open_source(path: str) -> Any:
-    if is_uri(path):
-        import pyarrow.fs
-
-        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
-        return fs.open_input_file(inner)
-    return path
-
-
-def _read_schema(path: str, fmt: str) -> Any:
-    import pyarrow as pa
-
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_schema(_open_source(path))
-    if fmt == "csv":
-        import pyarrow.csv
-
-        return pyarrow.csv.open_csv(_open_source(path)).schema
-    try:
-        return pa.ipc.open_file(_open_source(path)).schema
-    except pa.ArrowInvalid:
-        return _read_table(path, fmt).schema
-
-
-def _read_table(path: str, fmt: str, columns: list[str] | None = None) -> Any:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(_open_source(path), columns=columns)
-    if fmt == "csv":
-        import pyarrow.csv
-
-        table = pyarrow.csv.read_csv(_open_source(path))
-        return table.select(columns) if columns is not None else table
-    import pyarrow.feather
-
-    return pyarrow.feather.read_table(_open_source(path), columns=columns)
-
-
 def _load_table_data(file: str, data: DataSpec) -> LoadedData:
     try:
-        table = _read_table(data.path, data.format)
+        table = read_table(data.path, data.format)
     except Exception as exc:
         raise SpecError(
-            file, [("[data].path", f"cannot read {data.path} as {data.format}: {_short(exc)}")]
+            file, [("[data].path", f"cannot read {data.path} as {data.format}: {error_line(exc)}")]
         ) from None
     frame = table.to_pandas()
     features = data.features or [c for c in frame.columns if c not in (data.target, data.groups)]
@@ -1115,62 +1078,6 @@ def _load_table_data(file: str, data: DataSpec) -> LoadedData:
         description=f"{data.path}: {len(frame)} rows, {len(features)} features, "
         f"target {data.target!r}" + (f", groups {data.groups!r}" if data.groups else ""),
     )
-
-
-# -- output -----------------------------------------------------------------------------
-
-
-def write_output(search: Any, output: str) -> None:
-    """Write a fitted search's results under ``output`` (a directory path or a URI).
-
-    The layout is :meth:`RayGridSearchCV.save_results`'s (``cv_results.parquet``,
-    ``tasks.parquet``, ``search.json``); for a URI it is written locally first, then
-    copied with the URI's pyarrow filesystem.
-    """
-    if not is_uri(output):
-        search.save_results(output)
-        return
-    import pyarrow.fs
-
-    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
-    with tempfile.TemporaryDirectory(prefix="raygrid-out-") as tmp:
-        search.save_results(tmp)
-        fs.create_dir(inner, recursive=True)
-        for name in sorted(os.listdir(tmp)):
-            with (
-                open(os.path.join(tmp, name), "rb") as src,
-                fs.open_output_stream(f"{inner.rstrip('/')}/{name}") as dst,
-            ):
-                dst.write(src.read())
-
-
-def read_output(output: str) -> tuple[Any, Any, dict]:
-    """Read results written by :func:`write_output`: (results, tasks or None, summary).
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``output`` holds no results.
-    """
-    from raygrid.results import RESULTS_FILE, load_results
-
-    if not is_uri(output):
-        return load_results(output)
-    import pyarrow.fs
-
-    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
-    with tempfile.TemporaryDirectory(prefix="raygrid-in-") as tmp:
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
-        names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
-        if RESULTS_FILE not in names:
-            raise FileNotFoundError(f"{output}: no {RESULTS_FILE} here")
-        for name in names:
-            with (
-                fs.open_input_stream(f"{inner.rstrip('/')}/{name}") as src,
-                open(os.path.join(tmp, name), "wb") as dst,
-            ):
-                dst.write(src.read())
-        return load_results(tmp)
 
 
 # -- writing TOML -----------------------------------------------------------------------
@@ -1287,16 +1194,17 @@ def _describe(value: Any) -> str:
         text = repr(value)
     if isinstance(value, list):
         text = "an array " + text
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(text, 80, mark="...")
+
+
+def _no_parameter(owner: str, name: str, names: list[str]) -> str:
+    """ "OWNER has no parameter NAME", with the closest of ``names`` as a hint."""
+    hint = difflib.get_close_matches(name, names, n=1)
+    return f"{owner} has no parameter {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
 
 
 def _key(name: Any) -> str:
     return _toml_key(name) if isinstance(name, str) else repr(name)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def _shape_text(X: Any) -> str:

@@ -14,6 +14,22 @@ import cloudpickle
 from sklearn.base import clone
 
 
+class UnknownParameterError(ValueError):
+    """``set_params`` refused a candidate's parameter name.
+
+    Parameters
+    ----------
+    message : str
+        scikit-learn's own message.
+    name : str
+        The first of the candidate's names the estimator does not have.
+    """
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def check_candidate_params(estimator: Any, candidates: list[dict[str, Any]]) -> None:
     """Every candidate's parameters must be settable on the estimator.
 
@@ -22,15 +38,24 @@ def check_candidate_params(estimator: Any, candidates: list[dict[str, Any]]) -> 
 
     Raises
     ------
-    ValueError
+    UnknownParameterError
         scikit-learn's "Invalid parameter ..." naming the parameter and the valid ones.
+    ValueError
+        Any other error ``set_params`` raises.
     """
     checked: set[tuple[str, ...]] = set()
     for params in candidates:
         names = tuple(sorted(params))
         if names not in checked:
             checked.add(names)
-            clone(estimator).set_params(**clone(params, safe=False))
+            try:
+                clone(estimator).set_params(**clone(params, safe=False))
+            except ValueError as exc:
+                valid = estimator.get_params(deep=True)
+                unknown = next((name for name in params if name not in valid), None)
+                if unknown is None:
+                    raise
+                raise UnknownParameterError(str(exc), unknown) from exc
 
 
 def check_picklable(what: str, obj: Any) -> None:

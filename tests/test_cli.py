@@ -20,7 +20,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import types
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,8 +33,8 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.tree import DecisionTreeClassifier
 
 from raygrid import RayGridSearchCV, cli
-from raygrid.results import RESULTS_FILE, TASKS_FILE
-from raygrid.spec import load_spec, read_output
+from raygrid.results import RESULTS_FILE, TASKS_FILE, read_output
+from raygrid.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_BIN = Path(sys.executable).parent
@@ -195,18 +194,15 @@ def test_load_error_of_data_file_exits_2(tmp_path: Path, capsys) -> None:
 # -- raygrid report -------------------------------------------------------------------------
 
 
-def test_report_delegates_to_report_cli_main(monkeypatch) -> None:
+def test_report_passes_its_options_to_run_report(monkeypatch) -> None:
     seen = []
-    fake = types.ModuleType("raygrid.report")
-    fake.cli_main = lambda argv: seen.append(argv) or 7
-    monkeypatch.setitem(sys.modules, "raygrid.report", fake)
-    assert cli.main(["report", "results/a", "--top", "3"]) == 7
-    assert seen == [["results/a", "--top", "3"]]
+    monkeypatch.setattr(cli.report, "run_report", lambda *args: seen.append(args))
+    assert cli.main(["report", "results/a", "--top", "3"]) == 0
+    assert seen == [("results/a", None, None, None, None, 3)]
 
 
-def test_report_missing_is_a_clear_error(monkeypatch, capsys) -> None:
-    monkeypatch.setitem(sys.modules, "raygrid.report", None)  # import raises ImportError
-    assert cli.main(["report", "results/a"]) == 2
+def test_report_bad_input_is_a_clear_error(tmp_path, capsys) -> None:
+    assert cli.main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("raygrid report: ") and "Traceback" not in err
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from raygrid import cli
-from raygrid.results import RESULTS_FILE
-from raygrid.spec import read_output
+from raygrid.results import RESULTS_FILE, read_output
 
 TINY_SPEC = """
 [estimator]

@@ -11,10 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from raygrid import RayGridSearchCV, report
+from raygrid import RayGridSearchCV, analysis, cli, figures
+from raygrid.ranking import ranked_table
 from raygrid.results import RESULTS_FILE, SUMMARY_FILE, TASKS_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -58,7 +61,7 @@ def copy_of(saved, tmp_path):
 
 
 def run(capsys, *argv):
-    code = report.cli_main([str(a) for a in argv])
+    code = cli.main(["report", *(str(a) for a in argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -96,8 +99,8 @@ def test_table_is_ranked_best_first(saved, capsys):
 
 
 def test_table_matches_cv_results(saved):
-    search = report.read_search(saved)
-    table = report.ranked_table(search, "score")
+    search = analysis.read_search(saved)
+    table = ranked_table(search.results, "score", search.params)
     assert len(table) == 12
     assert table["rank"].iloc[0] == 1
     assert table["mean"].iloc[0] == pytest.approx(search.results["mean_test_score"].max())
@@ -142,8 +145,8 @@ def test_html_page_is_self_contained(saved, tmp_path, capsys):
 def test_heatmap_defaults_to_the_two_most_influential(saved, capsys, metric_option):
     code, out, err = run(capsys, saved, *metric_option)
     assert code == 0, err
-    search = report.read_search(saved)
-    influence = report.parameter_influence(search, "score")
+    search = analysis.read_search(saved)
+    influence = analysis.parameter_influence(search, "score")
     spreads = list(zip(influence["spread_of_best"], influence["spread_of_mean"], strict=True))
     assert spreads == sorted(spreads, reverse=True)
     first, second = influence.index[:2]
@@ -164,12 +167,12 @@ def test_influence_ranks_by_spread_of_the_best_score():
             "rank_test_score": pd.Series(-mean).rank(method="min").astype(int),
         }
     )
-    search = report.SearchResults(results, None, {}, ["a", "b", "c"], ["score"])
-    influence = report.parameter_influence(search, "score")
+    search = analysis.SearchResults(results, None, {}, ["a", "b", "c"], ["score"])
+    influence = analysis.parameter_influence(search, "score")
     assert list(influence.index) == ["a", "b", "c"]
     assert influence.loc["a", "spread_of_best"] == pytest.approx(0.2)
     assert influence.loc["c", "spread_of_best"] == pytest.approx(0.0)
-    assert report.heatmap_params(search, "score") == ("a", "b")
+    assert analysis.heatmap_params(search, "score") == ("a", "b")
 
 
 def test_params_option_overrides_the_heatmap_axes(saved, tmp_path, capsys):
@@ -177,9 +180,9 @@ def test_params_option_overrides_the_heatmap_axes(saved, tmp_path, capsys):
     assert code == 0, err
     assert "heatmap parameters: criterion (x), max_depth (y): from --params" in out
     assert_png(tmp_path / "heatmap.png")
-    search = report.read_search(saved)
-    pair = report.heatmap_params(search, "score", ["criterion", "max_depth"])
-    ax = report.heatmap_figure(search, "score", pair).axes[0]
+    search = analysis.read_search(saved)
+    pair = analysis.heatmap_params(search, "score", ["criterion", "max_depth"])
+    ax = figures.heatmap_figure(search, "score", pair).axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("criterion", "max_depth")
     # Strings keep the grid's order; None (a category) comes after the numbers.
     assert [t.get_text() for t in ax.get_xticklabels()] == ["gini", "entropy"]
@@ -187,8 +190,8 @@ def test_params_option_overrides_the_heatmap_axes(saved, tmp_path, capsys):
 
 
 def test_heatmap_cells_are_the_best_over_other_parameters(saved):
-    search = report.read_search(saved)
-    figure = report.heatmap_figure(search, "score", ("criterion", "min_samples_leaf"))
+    search = analysis.read_search(saved)
+    figure = figures.heatmap_figure(search, "score", ("criterion", "min_samples_leaf"))
     grid = figure.axes[0].images[0].get_array()
     results = search.results
     for row, leaf in enumerate([1, 10]):
@@ -213,10 +216,10 @@ def test_single_parameter_grid_skips_the_heatmap(saved_single, capsys):
 
 
 def test_timeline_marks_failed_tasks(saved_single):
-    search = report.read_search(saved_single)
-    tasks = report.timeline_tasks(search.tasks)
+    search = analysis.read_search(saved_single)
+    tasks = analysis.timeline_tasks(search.tasks)
     assert len(tasks) == 12
-    ax = report.timeline_figure(tasks, len(search.results)).axes[0]
+    ax = figures.timeline_figure(tasks, len(search.results)).axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["failed (3)"]
     assert len(ax.get_yticklabels()) == tasks[["node_id", "pid"]].drop_duplicates().shape[0]
@@ -364,8 +367,6 @@ def test_grid_without_parameters(tmp_path, capsys):
 
 def test_report_on_the_seed_search(tmp_path, capsys):
     """`raygrid run examples/seed.toml` then `raygrid report` on its output."""
-    from raygrid import cli
-
     spec = tmp_path / "seed.toml"
     with open(os.path.join(os.path.dirname(__file__), "..", "examples", "seed.toml")) as f:
         source = f.read()
@@ -374,10 +375,10 @@ def test_report_on_the_seed_search(tmp_path, capsys):
     capsys.readouterr()
     html = tmp_path / "seed.html"
     assert run(capsys, tmp_path / "seed", "--html", html)[0] == 0
-    for name in ("heatmap.png", "params.png", "timeline.png"):
+    for name in ("heatmap.png", "params.png", "curves.png", "timeline.png"):  # Keras: curves
         assert_png(tmp_path / "seed" / "figures" / name)
     page = html.read_text()
-    assert page.count("data:image/png;base64,") == 3 and "units" in page
+    assert page.count("data:image/png;base64,") == 4 and "units" in page
 
 
 def synthetic_search(columns):
@@ -387,7 +388,7 @@ def synthetic_search(columns):
     results["mean_test_score"] = np.linspace(0.5, 0.9, n)
     results["std_test_score"] = 0.01
     results["rank_test_score"] = np.arange(n, 0, -1)
-    return report.SearchResults(results, None, {}, list(columns), ["score"])
+    return analysis.SearchResults(results, None, {}, list(columns), ["score"])
 
 
 @pytest.mark.parametrize(
@@ -405,7 +406,7 @@ def synthetic_search(columns):
     ],
 )
 def test_numeric_axis_is_logarithmic_when_values_span_decades(values, log):
-    axis = report._axis(synthetic_search({"p": values}), "p")
+    axis = analysis.parameter_axis(synthetic_search({"p": values}), "p")
     assert axis.values == sorted(set(float(v) for v in values))
     assert axis.log is log
 
@@ -419,7 +420,7 @@ def test_numeric_axis_is_logarithmic_when_values_span_decades(values, log):
     ],
 )
 def test_boolean_string_and_none_parameters_are_categories(values, order):
-    axis = report._axis(synthetic_search({"p": values}), "p")
+    axis = analysis.parameter_axis(synthetic_search({"p": values}), "p")
     assert axis.values is None and not axis.log
     assert axis.order == order
 
@@ -428,7 +429,7 @@ def test_parameter_panels_use_log_and_category_axes(tmp_path):
     grid = {"C": [0.001, 0.01, 0.1, 1.0], "fit_intercept": [True, False], "max_iter": [50, 100]}
     search = RayGridSearchCV(LogisticRegression(), grid, cv=3, progress=False)
     search.fit(X, y).save_results(tmp_path)
-    figure = report.parameters_figure(report.read_search(tmp_path), "score")
+    figure = figures.parameters_figure(analysis.read_search(tmp_path), "score")
     panels = {ax.get_xlabel(): ax for ax in figure.axes if ax.get_visible()}
     assert set(panels) == set(grid)
     assert panels["C"].get_xscale() == "log"
@@ -437,3 +438,31 @@ def test_parameter_panels_use_log_and_category_axes(tmp_path):
     assert booleans.get_xscale() == "linear"
     assert [t.get_text() for t in booleans.get_xticklabels()] == ["True", "False"]
     assert list(booleans.get_xticks()) == [0, 1]
+
+
+def test_learning_curves_of_the_best_candidates(tmp_path, capsys):
+    grid = {"hidden_layer_sizes": [(4,), (8,)], "alpha": [1e-4, 1e-2, 1.0]}
+    mlp = MLPClassifier(max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = RayGridSearchCV(mlp, grid, cv=2).fit(X, y)
+    search.save_results(tmp_path)
+    saved = analysis.read_search(tmp_path)
+    curves = saved.tasks["loss_curve"]
+    assert all(len(curve) == 5 for curve in curves)  # a list per fold, read back as numbers
+    np.testing.assert_allclose(curves.iloc[0], search.tasks_["loss_curve"].iloc[0])
+    assert set(saved.results["hidden_layer_sizes"]) == {"(4,)", "(8,)"}  # parameters: repr
+
+    code, out, err = run(capsys, tmp_path, "--html", tmp_path / "page.html")
+    assert code == 0, err
+    assert_png(tmp_path / "figures" / "curves.png")
+    assert "Loss per epoch of the best candidates" in (tmp_path / "page.html").read_text()
+    ax = figures.curves_figure(saved, "score").axes[0]
+    assert len(ax.lines) == 5 * 2  # the 5 best candidates, one line per fold
+    assert len(ax.get_legend().get_texts()) == 5
+
+
+def test_no_learning_curves_without_per_epoch_losses(saved, capsys):
+    code, out, err = run(capsys, saved)
+    assert code == 0, err
+    assert not (saved / "figures" / "curves.png").exists()

@@ -151,7 +151,7 @@ def test_estimator_checks_pass_where_they_pass_for_scikit_learn(estimator, check
 
 def test_halving_search_resumes_from_its_journal_and_reports(tmp_path, capsys):
     """results_dir, tasks_, save_results and raygrid report work for a halving search."""
-    from raygrid import report
+    from raygrid import cli
 
     grid = {"min_samples_split": [2, 4, 8, 16], "criterion": ["gini", "entropy"]}
     kwargs = dict(factor=2, random_state=0, results_dir=tmp_path / "journal", progress=False)
@@ -163,6 +163,7 @@ def test_halving_search_resumes_from_its_journal_and_reports(tmp_path, capsys):
     assert_cv_results_equal(again.cv_results_, first.cv_results_)
 
     again.save_results(tmp_path / "saved")
-    assert report.cli_main([str(tmp_path / "saved"), "--out", str(tmp_path / "figures")]) == 0
+    argv = ["report", str(tmp_path / "saved"), "--out", str(tmp_path / "figures")]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "min_samples_split" in out and len(list((tmp_path / "figures").glob("*.png"))) >= 2
