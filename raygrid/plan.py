@@ -260,9 +260,43 @@ def expected_cost(params: dict[str, Any]) -> float:
     return cost
 
 
+# Parameters that change a network's architecture (its traced graph), not its training.
+_ARCHITECTURE = ("units", "n_layers", "hidden_layer_sizes", "activation", "dropout_rate", "model")
+
+
+def architecture_key(params: dict[str, Any]) -> tuple:
+    """The values of ``params`` that define a network's architecture, as a sortable key.
+
+    A cheap, driver-side reading of well-known names (``units``, ``n_layers``,
+    ``hidden_layer_sizes``, ``activation``, ``dropout_rate``, ``model``, also nested as
+    ``<step>__<name>``); candidates with equal keys build the same graph.
+    """
+    return tuple(
+        sorted(
+            (name, repr(value))
+            for name, value in params.items()
+            if name.rsplit("__", 1)[-1] in _ARCHITECTURE
+        )
+    )
+
+
 def submission_order(tasks: list[Task | PrefixGroup]) -> list[Task | PrefixGroup]:
-    """Tasks sorted longest-expected first; ties keep scikit-learn's order."""
-    return sorted(tasks, key=lambda t: (-expected_cost(t.params), t.index))
+    """Tasks longest-expected first, one architecture at a time.
+
+    Tasks of one architecture (:func:`architecture_key`) are submitted together, so a
+    worker traces few networks at a time; architectures go in the order of their
+    longest task, and within one the longest task goes first. Ties keep scikit-learn's
+    order.
+    """
+    groups: dict[tuple, float] = {}
+    for task in tasks:
+        key = architecture_key(task.params)
+        groups[key] = max(groups.get(key, 0.0), expected_cost(task.params))
+    rank = {key: n for n, key in enumerate(sorted(groups, key=lambda k: -groups[k]))}
+    return sorted(
+        tasks,
+        key=lambda t: (rank[architecture_key(t.params)], -expected_cost(t.params), t.index),
+    )
 
 
 def _short(value: Any, limit: int = 40) -> str:
