@@ -28,7 +28,10 @@ from raygrid.worker import FitWorker
 # Idle workers are kept this long after a search, for the next one to start warm.
 IDLE_SECONDS = 10.0
 # How long new workers may take to be placed (and started) before the pool does without.
-PLACEMENT_SECONDS = 30.0
+# Generous: on a loaded 2-core machine a worker took up to 8 s to start, and the
+# resources of workers just killed come back only once their processes have exited
+# (a full test run here once saw 30 s pass with both CPUs still held).
+PLACEMENT_SECONDS = 60.0
 # How long a lost worker's slot waits for its resources to come back before it closes.
 REPLACE_SECONDS = 5.0
 # How often idle workers look for work waiting for their resources.
