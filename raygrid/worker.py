@@ -180,54 +180,58 @@ def fit_and_score_prefixes(
     carries the final state (in Ray's object store) for a later wave to resume.
     """
     train, test = split
-    values = [params[shared] for _, params in members]
     if resume is None:
         estimator, continued_from = clone(data.estimator), None
     else:
         estimator, continued_from = resume, resume.get_params()[shared]
     estimator.set_params(**clone(members[-1][1], safe=False))
-    X_train, y_train = _safe_split(estimator, data.X, data.y, train)
-    X_test, y_test = _safe_split(estimator, data.X, data.y, test, train)
-    fit_params = _check_method_params(data.X, params=data.fit_params, indices=train)
-    scoring = {
-        "train": _check_method_params(data.X, params=data.score_params, indices=train),
-        "test": _check_method_params(data.X, params=data.score_params, indices=test),
+    parts = {
+        "train": _safe_split(estimator, data.X, data.y, train),
+        "test": _safe_split(estimator, data.X, data.y, test, train),
+        "fit_params": _check_method_params(data.X, params=data.fit_params, indices=train),
+        "score_train": _check_method_params(data.X, params=data.score_params, indices=train),
+        "score_test": _check_method_params(data.X, params=data.score_params, indices=test),
     }
-    records: list[FitRecord] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        start, scoring_time = time.time(), 0.0
-        steps = prefix.fit_prefixes(
-            estimator, shared, values, X_train, y_train, fit_params, resume=resume is not None
-        )
-        for position, (index, _) in enumerate(members):
-            try:
-                if next(steps, _END) is _END:
-                    raise RuntimeError(f"prefix_fit stopped before {shared}={values[position]}")
-            except Exception as exc:
-                fit_time = time.time() - start - scoring_time
-                records += [_failed(data, i, fit_time, exc) for i, _ in members[position:]]
-                break
-            except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt, SystemExit from fit)
-                records.append(_raised(index, time.time() - start - scoring_time, exc))
-                break
-            fit_time = time.time() - start - scoring_time
-            try:
-                record = _score_fitted(
-                    data, estimator, (X_test, y_test), (X_train, y_train), scoring
-                )
-            except Exception as exc:  # what _fit_and_score lets through: the search stops
-                record = _raised(index, fit_time, exc)
-            record.index, record.fit_time = index, fit_time
-            record.trained_in = members[-1][0] if len(members) > 1 else None
-            record.continued_from = continued_from
-            scoring_time += record.score_time
-            records.append(record)
-            if record.raised_text is not None:
-                break
+        records = _train_and_score(data, estimator, parts, members, shared, resume is not None)
+    for record in records:
+        record.trained_in = members[-1][0] if len(members) > 1 else None
+        record.continued_from = continued_from
     records[-1].warnings = _portable_warnings(caught)
     if keep and len(records) == len(members) and not any(r.failed for r in records):
         records[-1].state = ray.put(estimator)
+    return records
+
+
+def _train_and_score(data, estimator, parts, members, shared, resume) -> list[FitRecord]:
+    """The training loop of :func:`fit_and_score_prefixes`: a record at each value reached."""
+    values = [params[shared] for _, params in members]
+    scoring = {"train": parts["score_train"], "test": parts["score_test"]}
+    records: list[FitRecord] = []
+    start, scoring_time = time.time(), 0.0
+    steps = prefix.fit_prefixes(
+        estimator, shared, values, *parts["train"], parts["fit_params"], resume=resume
+    )
+    for position, (index, _) in enumerate(members):
+        try:
+            if next(steps, _END) is _END:
+                raise RuntimeError(f"prefix_fit stopped before {shared}={values[position]}")
+        except Exception as exc:
+            fit_time = time.time() - start - scoring_time
+            return records + [_failed(data, i, fit_time, exc) for i, _ in members[position:]]
+        except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt, SystemExit from fit)
+            return [*records, _raised(index, time.time() - start - scoring_time, exc)]
+        fit_time = time.time() - start - scoring_time
+        try:
+            record = _score_fitted(data, estimator, parts["test"], parts["train"], scoring)
+        except Exception as exc:  # what _fit_and_score lets through: the search stops
+            record = _raised(index, fit_time, exc)
+        record.index, record.fit_time = index, fit_time
+        scoring_time += record.score_time
+        records.append(record)
+        if record.raised_text is not None:
+            break
     return records
 
 

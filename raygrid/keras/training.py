@@ -250,6 +250,19 @@ class _Entry:
         return [value.numpy() for value in self.read_all()]
 
 
+def _give_up_fast_path(entry: _Entry, error: Exception) -> None:
+    """After the compiled loop failed: this architecture trains with ``model.fit`` from now on."""
+    logger.warning(
+        "raygrid.keras: fast training loop failed (%s: %s); using model.fit "
+        "for this architecture from now on",
+        type(error).__name__,
+        error,
+    )
+    entry.fast_failed = True
+    entry.fit_loops.clear()
+    entry.fit_calls.clear()
+
+
 def _make_assign_all(variables: list[Any]) -> Callable:
     """One compiled call that assigns every variable (instead of one eager op each)."""
     import tensorflow as tf  # heavy: TensorFlow loads on first use
@@ -525,15 +538,7 @@ class TrainingSession:
                 trained = _fit_fast(entry, x, y, sw, options, seed)
                 path = "fast"
             except Exception as exc:  # noqa: BLE001 - any failure falls back to model.fit
-                logger.warning(
-                    "raygrid.keras: fast training loop failed (%s: %s); using model.fit "
-                    "for this architecture from now on",
-                    type(exc).__name__,
-                    exc,
-                )
-                entry.fast_failed = True
-                entry.fit_loops.clear()
-                entry.fit_calls.clear()
+                _give_up_fast_path(entry, exc)
                 entry.reset(self._initial, self._learning_rate)
                 trained = _fit_keras(entry.model, x, y, sw, options, seed)
                 path = "keras"
@@ -607,15 +612,7 @@ class TrainingSession:
                 try:
                     trained = _fit_fast(entry, x, y, sw, options, seed, start=done, stop=stop)
                 except Exception as exc:  # noqa: BLE001 - reported as unavailable
-                    logger.warning(
-                        "raygrid.keras: fast training loop failed (%s: %s); using model.fit "
-                        "for this architecture from now on",
-                        type(exc).__name__,
-                        exc,
-                    )
-                    entry.fast_failed = True
-                    entry.fit_loops.clear()
-                    entry.fit_calls.clear()
+                    _give_up_fast_path(entry, exc)
                     raise FastPathUnavailable(f"{type(exc).__name__}: {exc}") from exc
                 losses.extend(trained.history["loss"])
                 saved = entry.read()
