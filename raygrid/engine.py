@@ -278,6 +278,8 @@ class RaySearchMixin(BaseSearchCV):
             self._check_refit_for_multimetric(first_test_score)
             refit_metric = self.refit
         if self.refit or not self.multimetric_:
+            if callable(self.refit):
+                run.pause()
             self.best_index_ = self._select_best_index(self.refit, refit_metric, results)
             if not callable(self.refit):
                 self.best_score_ = results[f"mean_test_{refit_metric}"][self.best_index_]
@@ -401,7 +403,18 @@ class _SearchRun:
     def _start(self) -> None:
         if self.pool is None:
             self.pool = execute.WorkerPool.acquire(self.slot, self.n_slots)
+        if self.data_ref is None:
             self.data_ref = ray.put(self.data)
+
+    def pause(self) -> None:
+        """Hand the workers back while the driver runs user code that may search too.
+
+        A callable ``refit`` may run searches of its own (scikit-learn's tests do); they
+        take these workers warm, and the refit takes a pool again afterwards.
+        """
+        if self.pool is not None:
+            self.pool.release()
+            self.pool = None
 
     def evaluate_candidates(self, candidate_params, cv=None, more_results=None, callback_ctx=None):
         """Fit and score every candidate on every split; return the ``cv_results_`` so far.
@@ -564,6 +577,7 @@ class _SearchRun:
         if self.with_callbacks:
             blob = ray_pickle.dumps((self.token, self.search, refit_ctx))
         callbacks = (blob, self.listeners) if self.with_callbacks else None
+        self._start()
         result = execute.refit_on_pool(
             self.pool, self.data_ref, params, self.search._ray_option("max_retries"), callbacks
         )
