@@ -8,15 +8,22 @@ whole second, because it answers SIGTERM by trying to report its own death to th
 
 For a local Ray that raygrid started itself (:func:`raygrid.execute.start_local`), a hook
 that runs before Ray's waits only as long as the workers' output takes to arrive
-(:func:`raygrid.quiet.drain`), kills the monitor outright, and then calls
-``ray.shutdown``, which stops the rest as Ray does. Nothing is left running. A Ray that
-the user started or joined is left to Ray's own hook.
+(:func:`raygrid.quiet.drain`), kills the monitors and the dashboard outright, and then calls
+``ray.shutdown``, which stops the rest as Ray does (of its 0.3 s here, about 0.25 s is the
+driver waiting for a gRPC thread to end). Nothing is left running. A Ray that the user started or joined is left to Ray's own hook.
+
+Last, the hook freezes the garbage collector's heap (:func:`gc.freeze`): the interpreter's
+own finalization otherwise runs full collections over every object that Ray, pandas and
+scikit-learn loaded, about 0.3 s on the machine measured. Objects alive at exit are still
+freed by reference counting; only reference cycles still alive at that point are left to
+the process's end, which Python allows (it does not promise finalizers at exit).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -53,19 +60,37 @@ def shutdown_local() -> None:
     # Waiting for the workers' output is a courtesy; stopping Ray is what must happen.
     with contextlib.suppress(Exception):
         quiet.drain(_state["live_workers"](), timeout=_LOG_DRAIN_SECONDS)
-    _kill_monitor(node)
+    _kill_helpers(node)
     ray.shutdown()
+    gc.freeze()
 
 
 def _current_node() -> Any:
     return getattr(ray._private.worker, "_global_node", None)
 
 
-def _kill_monitor(node: Any) -> None:
-    """SIGKILL the autoscaler monitor, which would hold ``ray.shutdown`` for a second."""
-    name = getattr(ray._private.ray_constants, "PROCESS_TYPE_MONITOR", "monitor")
-    for info in getattr(node, "all_processes", {}).get(name, []):
-        process = getattr(info, "process", None)
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
+def _kill_helpers(node: Any) -> None:
+    """SIGKILL the processes that only serve a running Ray, and wait for them together.
+
+    The autoscaler monitor would hold ``ray.shutdown`` for a whole second, and the log
+    monitor and the dashboard each for a few hundredths; their work is done once the
+    workers' output has arrived.
+    """
+    constants = ray._private.ray_constants
+    names = [
+        getattr(constants, constant, default)
+        for constant, default in (
+            ("PROCESS_TYPE_MONITOR", "monitor"),
+            ("PROCESS_TYPE_LOG_MONITOR", "log_monitor"),
+            ("PROCESS_TYPE_DASHBOARD", "dashboard"),
+        )
+    ]
+    killed = []
+    for name in names:
+        for info in getattr(node, "all_processes", {}).get(name, []):
+            process = getattr(info, "process", None)
+            if process is not None and process.poll() is None:
+                process.kill()
+                killed.append(process)
+    for process in killed:
+        process.wait(timeout=5)
