@@ -410,7 +410,7 @@ def fetch_instructions(output: str) -> str:
     Parameters
     ----------
     output : str
-        A checked ``[output].path`` (an absolute local path or a URI).
+        As for :func:`output_uri`.
 
     Returns
     -------
