@@ -238,6 +238,7 @@ class _BaseKerasEstimator(BaseEstimator):
         Returns
         -------
         dict
+            Parameter names mapped to their values.
         """
         params = super().get_params(deep=deep)
         params.update(self.__dict__.get("_extra_params", {}))
@@ -253,7 +254,8 @@ class _BaseKerasEstimator(BaseEstimator):
 
         Returns
         -------
-        self
+        object
+            The estimator, ``self``.
         """
         extra = self.__dict__.setdefault("_extra_params", {})
         plain = {}
@@ -626,6 +628,7 @@ class _BaseKerasEstimator(BaseEstimator):
         Returns
         -------
         str or None
+            ``"epochs"`` or None, as above.
         """
         params = to_python(self.get_params(deep=False))
         epochs = params.get("epochs")
@@ -671,7 +674,9 @@ class _BaseKerasEstimator(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            Training data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
         values : sequence of int
             Epoch counts, ascending, without duplicates.
         **fit_params
@@ -978,9 +983,11 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training data.
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), optional
+            Weight of each sample in the loss; None weighs them equally.
         **fit_params
             ``class_weight``, ``epochs``, ``batch_size``, ``shuffle``, ``verbose``,
             ``callbacks``, ``validation_split``, ``validation_data`` (in label space) or
@@ -988,7 +995,8 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
 
         Returns
         -------
-        self
+        object
+            The fitted estimator, ``self``.
         """
         configure_tensorflow()
         X, y_index, meta, head = self._fit_inputs(X, y)
@@ -1075,6 +1083,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Samples, shaped like the training data.
 
         Returns
         -------
@@ -1099,6 +1108,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Samples, shaped like the training data.
 
         Returns
         -------
@@ -1249,8 +1259,11 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
         sample_weight : array-like of shape (n_samples,), optional
+            Weight of each sample in the loss; None weighs them equally.
         **fit_params
             ``epochs``, ``batch_size``, ``shuffle``, ``verbose``, ``callbacks``,
             ``validation_split``, ``validation_data`` or any other ``model.fit``
@@ -1258,7 +1271,8 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
 
         Returns
         -------
-        self
+        object
+            The fitted estimator, ``self``.
         """
         configure_tensorflow()
         X, y2, meta, head = self._fit_inputs(X, y)
@@ -1304,11 +1318,12 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Samples, shaped like the training data.
 
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            float64; 1-D when the model was fitted on 1-D ``y``.
+            Float64; 1-D when the model was fitted on 1-D ``y``.
         """
         out = self._forward(X).astype(np.float64).reshape(-1, self.n_outputs_)
         return out[:, 0] if self._y_1d else out
