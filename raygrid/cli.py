@@ -34,8 +34,9 @@ from typing import Any
 from raygrid import report
 from raygrid.ranking import format_table, parameter_columns, ranked_table
 from raygrid.results import is_uri, read_output, write_output
-from raygrid.spec import SearchSpec, SpecError, dump_toml, load_spec, parse_spec
+from raygrid.spec import SearchSpec, SpecError, load_spec, parse_spec
 from raygrid.text import error_line
+from raygrid.toml_writer import dump_toml
 
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 REPORT_PROG = "raygrid report"

@@ -59,10 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from raygrid.results import is_uri, read_schema, read_table
 from raygrid.text import error_line, shorten
+from raygrid.toml_writer import toml_key, toml_value
 from raygrid.validate import (
     UnknownParameterError,
     check_candidate_params,
@@ -76,7 +75,6 @@ __all__ = [
     "LoadedData",
     "SearchSpec",
     "SpecError",
-    "dump_toml",
     "is_uri",
     "load_spec",
     "parse_spec",
@@ -1080,89 +1078,6 @@ def _load_table_data(file: str, data: DataSpec) -> LoadedData:
     )
 
 
-# -- writing TOML -----------------------------------------------------------------------
-
-
-def dump_toml(doc: dict[str, Any]) -> str:
-    """Write a document as TOML that :mod:`tomllib` reads back to the same values.
-
-    Nested dicts become ``[a.b]`` tables; dicts inside arrays become inline tables;
-    tuples are written as arrays.
-
-    Parameters
-    ----------
-    doc : dict
-        Keys are strings; values are strings, bools, ints, floats (nan, inf included),
-        dates and times, lists, tuples and dicts of these.
-
-    Returns
-    -------
-    str
-    """
-    lines: list[str] = []
-    _dump_table(doc, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _dump_table(table: dict, prefix: list[str], lines: list[str]) -> None:
-    scalars = [(k, v) for k, v in table.items() if not isinstance(v, dict)]
-    tables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
-    if prefix and (scalars or not tables):
-        lines.append("")
-        lines.append("[" + ".".join(_toml_key(p) for p in prefix) + "]")
-    for key, value in scalars:
-        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in tables:
-        _dump_table(value, [*prefix, key], lines)
-
-
-def _toml_key(key: str) -> str:
-    if not isinstance(key, str):
-        raise TypeError(f"TOML keys are strings, got {key!r}")
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
-
-
-def _toml_string(text: str) -> str:
-    out = ['"']
-    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f"}
-    escapes["\r"] = "\\r"
-    for ch in text:
-        if ch in escapes:
-            out.append(escapes[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(value: Any) -> str:
-    import datetime
-
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        value = float(value)
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
-        return "{" + (f" {items} " if items else "") + "}"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
-
-
 # -- small helpers ----------------------------------------------------------------------
 
 
@@ -1189,7 +1104,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     try:
-        text = _toml_value(value)
+        text = toml_value(value)
     except TypeError:
         text = repr(value)
     if isinstance(value, list):
@@ -1204,7 +1119,7 @@ def _no_parameter(owner: str, name: str, names: list[str]) -> str:
 
 
 def _key(name: Any) -> str:
-    return _toml_key(name) if isinstance(name, str) else repr(name)
+    return toml_key(name) if isinstance(name, str) else repr(name)
 
 
 def _shape_text(X: Any) -> str:
