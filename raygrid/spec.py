@@ -66,6 +66,7 @@ from raygrid.validate import (
     UnknownParameterError,
     check_candidate_params,
     check_task_resources,
+    resolve_n_slots,
     resolve_pre_dispatch,
 )
 
@@ -362,15 +363,84 @@ def parse_spec(
 
 
 # -- [search] option checks: each returns None when the value is right, else what was expected
+#
+# The rules are the search class's: its ``_parameter_constraints`` (scikit-learn's and
+# raygrid's options) and raygrid's validate module. The spec adds what TOML needs said:
+# true/false is a boolean, never a number, and the expected values in TOML's words.
+
+
+def _constraint_problem(name: str, value: Any) -> str | None:
+    """What ``RayGridSearchCV``'s constraints on ``name`` expect, if ``value`` breaks them."""
+    from sklearn.utils._param_validation import (
+        InvalidParameterError,
+        validate_parameter_constraints,
+    )
+
+    from raygrid.search import RayGridSearchCV
+
+    constraints = RayGridSearchCV._parameter_constraints[name]
+    expected = _constraints_text(constraints)
+    if isinstance(value, bool) and "boolean" not in constraints:
+        return expected
+    try:
+        validate_parameter_constraints(
+            {name: constraints}, {name: value}, caller_name=RayGridSearchCV.__name__
+        )
+    except InvalidParameterError:
+        return expected
+    return None
+
+
+def _constraints_text(constraints: list) -> str:
+    """scikit-learn parameter constraints as the TOML values they allow, e.g. "an int >= 0"."""
+    from numbers import Integral, Real
+
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    numbers, booleans, strings = [], [], []
+    for constraint in constraints:
+        if isinstance(constraint, Interval):
+            numbers.append(_interval_text(constraint))
+        elif constraint == "verbose":  # scikit-learn's: an int >= 0 (or a bool)
+            numbers.append("an int >= 0")
+        elif constraint is Integral:
+            numbers.append("an int")
+        elif constraint is Real:
+            numbers.append("a number (nan allowed)")
+        elif constraint == "boolean":
+            booleans += ["true", "false"]
+        elif isinstance(constraint, StrOptions):
+            strings += [f'"{option}"' for option in sorted(constraint.options)]
+    pieces = numbers + booleans + strings
+    return " or ".join([", ".join(pieces[:-1]), pieces[-1]] if len(pieces) > 1 else pieces)
+
+
+def _interval_text(interval: Any) -> str:
+    """A scikit-learn ``Interval`` in words: "an int >= 1", "a number > 0", ..."""
+    from numbers import Integral
+
+    text = "an int" if interval.type is Integral else "a number"
+    if interval.left is not None:
+        text += f" {'>=' if interval.closed in ('left', 'both') else '>'} {interval.left}"
+    if interval.right is not None:
+        text += f" {'<=' if interval.closed in ('right', 'both') else '<'} {interval.right}"
+    return text
 
 
 def _n_jobs_problem(value: Any) -> str | None:
-    return None if _is_int(value) and value != 0 else "a non-zero int (-1 for all slots)"
+    expected = "a non-zero int (-1 for all slots)"
+    if _constraint_problem("n_jobs", value) is not None:
+        return expected
+    try:
+        resolve_n_slots(value, capacity=1)
+    except ValueError:
+        return expected
+    return None
 
 
 def _pre_dispatch_problem(value: Any) -> str | None:
     expected = 'an int >= 1, "all" or like "2*n_jobs"'
-    if not (_is_int(value) or isinstance(value, str)):
+    if _constraint_problem("pre_dispatch", value) is not None:
         return expected
     try:
         resolve_pre_dispatch(value, n_slots=1, n_tasks=1)
@@ -379,27 +449,17 @@ def _pre_dispatch_problem(value: Any) -> str | None:
     return None
 
 
-def _error_score_problem(value: Any) -> str | None:
-    return None if value == "raise" or _is_number(value) else 'a number (nan allowed) or "raise"'
-
-
-def _bool_problem(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "true or false"
-
-
 def _resources_problem(value: Any, gpus: bool) -> str | None:
-    in_range = _is_number(value) and (value >= 0 if gpus else value > 0)
-    if not in_range:
-        return f"a number {'>=' if gpus else '>'} 0"
+    name = "num_gpus_per_task" if gpus else "num_cpus_per_task"
+    problem = _constraint_problem(name, value)
+    # inf breaks the constraint too; the spec has always called it "not whole".
+    if problem is not None and value != math.inf:
+        return problem
     try:
         check_task_resources(num_cpus=0 if gpus else value, num_gpus=value if gpus else 0)
     except ValueError:
         return "a whole number above 1 (fractions only below 1)"
     return None
-
-
-def _count_problem(value: Any, low: int) -> str | None:
-    return None if _is_int(value) and value >= low else f"an int >= {low}"
 
 
 def _results_dir_problem(value: Any) -> str | None:
@@ -411,25 +471,25 @@ def _fit_timeout_problem(value: Any) -> str | None:
     return None if ok else "a number of seconds > 0"
 
 
-def _progress_problem(value: Any) -> str | None:
-    return None if isinstance(value, bool) or value == "auto" else 'true, false or "auto"'
+def _checked_by_constraints(name: str) -> Any:
+    return lambda value: _constraint_problem(name, value)
 
 
 _SEARCH_OPTION_CHECKS = {
     "n_jobs": _n_jobs_problem,
     "pre_dispatch": _pre_dispatch_problem,
-    "error_score": _error_score_problem,
-    "return_train_score": _bool_problem,
+    "error_score": _checked_by_constraints("error_score"),
+    "return_train_score": _checked_by_constraints("return_train_score"),
     "num_cpus_per_task": lambda value: _resources_problem(value, gpus=False),
     "num_gpus_per_task": lambda value: _resources_problem(value, gpus=True),
-    "max_retries": lambda value: _count_problem(value, 0),
-    "verbose": lambda value: _count_problem(value, 0),
+    "max_retries": _checked_by_constraints("max_retries"),
+    "verbose": _checked_by_constraints("verbose"),
 }
 # Parameters newer versions of RayGridSearchCV take: checked and passed only when it has them.
 _OPTIONAL_SEARCH_CHECKS = {
     "results_dir": _results_dir_problem,
-    "max_consecutive_failures": lambda value: _count_problem(value, 1),
-    "progress": _progress_problem,
+    "max_consecutive_failures": _checked_by_constraints("max_consecutive_failures"),
+    "progress": _checked_by_constraints("progress"),
     "fit_timeout": _fit_timeout_problem,
 }
 
