@@ -93,7 +93,7 @@ class MLflowTracker(Tracker):
         Parameters
         ----------
         start : SearchStart
-            What is known of the search when it starts.
+            As for :meth:`Tracker.open`.
 
         Returns
         -------

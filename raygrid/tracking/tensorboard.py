@@ -59,8 +59,8 @@ class TensorBoardTracker(Tracker):
         Parameters
         ----------
         start : SearchStart
-            What is known of the search when it starts (unused: the summaries are
-            written as candidates finish).
+            As for :meth:`Tracker.open` (unused: the summaries are written as
+            candidates finish).
 
         Returns
         -------
