@@ -49,19 +49,18 @@ def seed_data():
     return X_train, y_train
 
 
-def main() -> None:  # noqa: C901 (to split next)
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--runners", default="1,2,3,4,5", help="comma-separated runner numbers to time"
     )
     parser.add_argument("--json", help="also write the measurements to this file")
-    args = parser.parse_args()
-    chosen = {int(r) for r in args.runners.split(",")}
+    return parser.parse_args()
 
-    X, y = seed_data()
-    start_local()  # one local Ray for (3), (4) and (5); workers import what we import
-    slots = int(__import__("ray").cluster_resources()["CPU"])
+
+def _runners(X, y) -> dict:
+    """The five runners, by number: (name, a function that runs one search)."""
 
     def sklearn(n_jobs):
         def run():
@@ -81,49 +80,47 @@ def main() -> None:  # noqa: C901 (to split next)
     def raygrid_seed():
         return RayGridSearchCV(KerasClassifierWrapper(), GRID, cv=3, progress=False).fit(X, y)
 
-    def raygrid_keras():
-        return RayGridSearchCV(KerasClassifier(random_state=0), GRID, cv=3, progress=False).fit(
-            X, y
-        )
-
-    runners = {
+    return {
         1: ("scikit-learn n_jobs=1", sklearn(1)),
         2: ("scikit-learn n_jobs=-1", sklearn(-1)),
         3: ("scikit-learn + Ray joblib", sklearn_on_ray),
         4: ("raygrid, seed wrapper", raygrid_seed),
-        5: ("raygrid, raygrid.keras", raygrid_keras),
+        5: ("raygrid, raygrid.keras", lambda: _raygrid_keras(X, y)),
     }
-    measured: dict[int, dict] = {}
-    for number, (name, run) in runners.items():
-        if number not in chosen:
-            continue
-        walls, ideals, best = [], [], []
-        for repeat in range(args.repeats):
-            start = time.perf_counter()
-            search = run()
-            walls.append(time.perf_counter() - start)
-            best.append(float(search.best_score_))
-            if hasattr(search, "tasks_"):
-                busy = (search.tasks_["end_time"] - search.tasks_["start_time"]).dt.total_seconds()
-                ideals.append(float(busy.sum()) / slots)
-            print(
-                f"({number}) {name:28s} run {repeat + 1}: {walls[-1]:7.1f} s"
-                f"  best={best[-1]:.4f} {search.best_params_}",
-                flush=True,
-            )
-        measured[number] = {
-            "name": name,
-            "walls": walls,
-            "median": statistics.median(walls),
-            "ideal": statistics.median(ideals) if ideals else None,
-            "best_scores": best,
-            "best_params": search.best_params_,
-        }
 
-    print("\nmedians of", args.repeats, "runs (wall seconds):")
-    for number, m in measured.items():
-        ideal = f"   ideal {m['ideal']:6.1f} s" if m["ideal"] else ""
-        print(f"  ({number}) {m['name']:28s} {m['median']:7.1f} s{ideal}")
+
+def _raygrid_keras(X, y):
+    return RayGridSearchCV(KerasClassifier(random_state=0), GRID, cv=3, progress=False).fit(X, y)
+
+
+def _measure(number: int, name: str, run, repeats: int, slots: int) -> dict:
+    """Time ``repeats`` runs of one runner; print each."""
+    walls, ideals, best = [], [], []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        search = run()
+        walls.append(time.perf_counter() - start)
+        best.append(float(search.best_score_))
+        if hasattr(search, "tasks_"):
+            busy = (search.tasks_["end_time"] - search.tasks_["start_time"]).dt.total_seconds()
+            ideals.append(float(busy.sum()) / slots)
+        print(
+            f"({number}) {name:28s} run {repeat + 1}: {walls[-1]:7.1f} s"
+            f"  best={best[-1]:.4f} {search.best_params_}",
+            flush=True,
+        )
+    return {
+        "name": name,
+        "walls": walls,
+        "median": statistics.median(walls),
+        "ideal": statistics.median(ideals) if ideals else None,
+        "best_scores": best,
+        "best_params": search.best_params_,
+    }
+
+
+def _ratios(measured: dict) -> dict[str, float]:
+    """The ratios the project tracks, for the runners measured."""
     ratios = {}
     if 4 in measured:
         ratios["(4) / ideal(4)"] = measured[4]["median"] / measured[4]["ideal"]
@@ -136,21 +133,47 @@ def main() -> None:  # noqa: C901 (to split next)
         ) - statistics.median(measured[2]["best_scores"])
     if 1 in measured and 5 in measured:
         ratios["(1) / (5)  speed-up"] = measured[1]["median"] / measured[5]["median"]
+    return ratios
+
+
+def _compare_with_twin(X, y) -> bool:
+    """Run (5) and its scikit-learn twin once; print whether they agree."""
+    twin = GridSearchCV(KerasClassifier(random_state=0), GRID, cv=3, n_jobs=1).fit(X, y)
+    ours = _raygrid_keras(X, y)
+    same = twin.best_params_ == ours.best_params_ and np.array_equal(
+        twin.cv_results_["mean_test_score"], ours.cv_results_["mean_test_score"]
+    )
+    print(
+        f"\n(5) vs its scikit-learn twin: best {ours.best_params_} vs {twin.best_params_};"
+        f" identical mean_test_score for all 36 candidates: {same}"
+    )
+    return bool(same)
+
+
+def main() -> None:
+    args = _parse_args()
+    chosen = {int(r) for r in args.runners.split(",")}
+
+    X, y = seed_data()
+    start_local()  # one local Ray for (3), (4) and (5); workers import what we import
+    slots = int(__import__("ray").cluster_resources()["CPU"])
+    measured: dict = {
+        number: _measure(number, name, run, args.repeats, slots)
+        for number, (name, run) in _runners(X, y).items()
+        if number in chosen
+    }
+
+    print("\nmedians of", args.repeats, "runs (wall seconds):")
+    for number, m in measured.items():
+        ideal = f"   ideal {m['ideal']:6.1f} s" if m["ideal"] else ""
+        print(f"  ({number}) {m['name']:28s} {m['median']:7.1f} s{ideal}")
+    ratios = _ratios(measured)
     print("\nratios:")
     for key, value in ratios.items():
         print(f"  {key:24s} {value:8.3f}")
 
     if 5 in measured:
-        twin = GridSearchCV(KerasClassifier(random_state=0), GRID, cv=3, n_jobs=1).fit(X, y)
-        ours = raygrid_keras()
-        same = twin.best_params_ == ours.best_params_ and np.array_equal(
-            twin.cv_results_["mean_test_score"], ours.cv_results_["mean_test_score"]
-        )
-        print(
-            f"\n(5) vs its scikit-learn twin: best {ours.best_params_} vs {twin.best_params_};"
-            f" identical mean_test_score for all 36 candidates: {same}"
-        )
-        measured["twin_identical"] = bool(same)
+        measured["twin_identical"] = _compare_with_twin(X, y)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"measured": measured, "ratios": ratios}, f, indent=2, default=str)

@@ -34,8 +34,9 @@ from typing import Any
 from raygrid import report
 from raygrid.ranking import format_table, parameter_columns, ranked_table
 from raygrid.results import is_uri, read_output, write_output
-from raygrid.spec import SearchSpec, SpecError, dump_toml, load_spec, parse_spec
+from raygrid.spec import SearchSpec, SpecError, load_spec, parse_spec
 from raygrid.text import error_line
+from raygrid.toml_writer import dump_toml
 
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 REPORT_PROG = "raygrid report"
@@ -410,7 +411,7 @@ def fetch_instructions(output: str) -> str:
     Parameters
     ----------
     output : str
-        A checked ``[output].path`` (an absolute local path or a URI).
+        As for :func:`output_uri`.
 
     Returns
     -------

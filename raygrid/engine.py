@@ -198,8 +198,8 @@ class RaySearchMixin(BaseSearchCV):
 
         Returns
         -------
-        self : object
-            The fitted search.
+        object
+            The fitted search, ``self``.
         """
         # 1. Validate what scikit-learn validates before fitting, and raygrid's options.
         slot = self._slot()

@@ -162,10 +162,8 @@ def format_table(table: pd.DataFrame, metric: str) -> str:
 
     Parameters
     ----------
-    table : pandas.DataFrame
-        From :func:`ranked_table`.
-    metric : str
-        The scoring name, for the header.
+    table, metric
+        As for :func:`table_cells`.
 
     Returns
     -------

@@ -83,6 +83,8 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         **RAY_OPTION_CONSTRAINTS,
     }
 
+    # Every parameter spelt out, as scikit-learn's get_params and clone require: the
+    # parent's list, then raygrid's options (see the module docstring).
     def __init__(
         self,
         estimator,
@@ -180,6 +182,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         **RAY_OPTION_CONSTRAINTS,
     }
 
+    # Every parameter spelt out, as scikit-learn's get_params and clone require: the
+    # parent's list, then raygrid's options (see the module docstring).
     def __init__(
         self,
         estimator,
@@ -285,6 +289,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         **RAY_OPTION_CONSTRAINTS,
     }
 
+    # Every parameter spelt out, as scikit-learn's get_params and clone require: the
+    # parent's list, then raygrid's options (see the module docstring).
     def __init__(
         self,
         estimator,
@@ -396,6 +402,8 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         **RAY_OPTION_CONSTRAINTS,
     }
 
+    # Every parameter spelt out, as scikit-learn's get_params and clone require: the
+    # parent's list, then raygrid's options (see the module docstring).
     def __init__(
         self,
         estimator,

@@ -59,14 +59,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from raygrid.results import is_uri, read_schema, read_table
 from raygrid.text import error_line, shorten
+from raygrid.toml_writer import toml_key, toml_value
 from raygrid.validate import (
     UnknownParameterError,
     check_candidate_params,
     check_task_resources,
+    resolve_n_slots,
     resolve_pre_dispatch,
 )
 
@@ -76,7 +76,6 @@ __all__ = [
     "LoadedData",
     "SearchSpec",
     "SpecError",
-    "dump_toml",
     "is_uri",
     "load_spec",
     "parse_spec",
@@ -364,15 +363,84 @@ def parse_spec(
 
 
 # -- [search] option checks: each returns None when the value is right, else what was expected
+#
+# The rules are the search class's: its ``_parameter_constraints`` (scikit-learn's and
+# raygrid's options) and raygrid's validate module. The spec adds what TOML needs said:
+# true/false is a boolean, never a number, and the expected values in TOML's words.
+
+
+def _constraint_problem(name: str, value: Any) -> str | None:
+    """What ``RayGridSearchCV``'s constraints on ``name`` expect, if ``value`` breaks them."""
+    from sklearn.utils._param_validation import (
+        InvalidParameterError,
+        validate_parameter_constraints,
+    )
+
+    from raygrid.search import RayGridSearchCV
+
+    constraints = RayGridSearchCV._parameter_constraints[name]
+    expected = _constraints_text(constraints)
+    if isinstance(value, bool) and "boolean" not in constraints:
+        return expected
+    try:
+        validate_parameter_constraints(
+            {name: constraints}, {name: value}, caller_name=RayGridSearchCV.__name__
+        )
+    except InvalidParameterError:
+        return expected
+    return None
+
+
+def _constraints_text(constraints: list) -> str:
+    """scikit-learn parameter constraints as the TOML values they allow, e.g. "an int >= 0"."""
+    from numbers import Integral, Real
+
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    numbers, booleans, strings = [], [], []
+    for constraint in constraints:
+        if isinstance(constraint, Interval):
+            numbers.append(_interval_text(constraint))
+        elif constraint == "verbose":  # scikit-learn's: an int >= 0 (or a bool)
+            numbers.append("an int >= 0")
+        elif constraint is Integral:
+            numbers.append("an int")
+        elif constraint is Real:
+            numbers.append("a number (nan allowed)")
+        elif constraint == "boolean":
+            booleans += ["true", "false"]
+        elif isinstance(constraint, StrOptions):
+            strings += [f'"{option}"' for option in sorted(constraint.options)]
+    pieces = numbers + booleans + strings
+    return " or ".join([", ".join(pieces[:-1]), pieces[-1]] if len(pieces) > 1 else pieces)
+
+
+def _interval_text(interval: Any) -> str:
+    """A scikit-learn ``Interval`` in words: "an int >= 1", "a number > 0", ..."""
+    from numbers import Integral
+
+    text = "an int" if interval.type is Integral else "a number"
+    if interval.left is not None:
+        text += f" {'>=' if interval.closed in ('left', 'both') else '>'} {interval.left}"
+    if interval.right is not None:
+        text += f" {'<=' if interval.closed in ('right', 'both') else '<'} {interval.right}"
+    return text
 
 
 def _n_jobs_problem(value: Any) -> str | None:
-    return None if _is_int(value) and value != 0 else "a non-zero int (-1 for all slots)"
+    expected = "a non-zero int (-1 for all slots)"
+    if _constraint_problem("n_jobs", value) is not None:
+        return expected
+    try:
+        resolve_n_slots(value, capacity=1)
+    except ValueError:
+        return expected
+    return None
 
 
 def _pre_dispatch_problem(value: Any) -> str | None:
     expected = 'an int >= 1, "all" or like "2*n_jobs"'
-    if not (_is_int(value) or isinstance(value, str)):
+    if _constraint_problem("pre_dispatch", value) is not None:
         return expected
     try:
         resolve_pre_dispatch(value, n_slots=1, n_tasks=1)
@@ -381,27 +449,17 @@ def _pre_dispatch_problem(value: Any) -> str | None:
     return None
 
 
-def _error_score_problem(value: Any) -> str | None:
-    return None if value == "raise" or _is_number(value) else 'a number (nan allowed) or "raise"'
-
-
-def _bool_problem(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "true or false"
-
-
 def _resources_problem(value: Any, gpus: bool) -> str | None:
-    in_range = _is_number(value) and (value >= 0 if gpus else value > 0)
-    if not in_range:
-        return f"a number {'>=' if gpus else '>'} 0"
+    name = "num_gpus_per_task" if gpus else "num_cpus_per_task"
+    problem = _constraint_problem(name, value)
+    # inf breaks the constraint too; the spec has always called it "not whole".
+    if problem is not None and value != math.inf:
+        return problem
     try:
         check_task_resources(num_cpus=0 if gpus else value, num_gpus=value if gpus else 0)
     except ValueError:
         return "a whole number above 1 (fractions only below 1)"
     return None
-
-
-def _count_problem(value: Any, low: int) -> str | None:
-    return None if _is_int(value) and value >= low else f"an int >= {low}"
 
 
 def _results_dir_problem(value: Any) -> str | None:
@@ -413,25 +471,25 @@ def _fit_timeout_problem(value: Any) -> str | None:
     return None if ok else "a number of seconds > 0"
 
 
-def _progress_problem(value: Any) -> str | None:
-    return None if isinstance(value, bool) or value == "auto" else 'true, false or "auto"'
+def _checked_by_constraints(name: str) -> Any:
+    return lambda value: _constraint_problem(name, value)
 
 
 _SEARCH_OPTION_CHECKS = {
     "n_jobs": _n_jobs_problem,
     "pre_dispatch": _pre_dispatch_problem,
-    "error_score": _error_score_problem,
-    "return_train_score": _bool_problem,
+    "error_score": _checked_by_constraints("error_score"),
+    "return_train_score": _checked_by_constraints("return_train_score"),
     "num_cpus_per_task": lambda value: _resources_problem(value, gpus=False),
     "num_gpus_per_task": lambda value: _resources_problem(value, gpus=True),
-    "max_retries": lambda value: _count_problem(value, 0),
-    "verbose": lambda value: _count_problem(value, 0),
+    "max_retries": _checked_by_constraints("max_retries"),
+    "verbose": _checked_by_constraints("verbose"),
 }
 # Parameters newer versions of RayGridSearchCV take: checked and passed only when it has them.
 _OPTIONAL_SEARCH_CHECKS = {
     "results_dir": _results_dir_problem,
-    "max_consecutive_failures": lambda value: _count_problem(value, 1),
-    "progress": _progress_problem,
+    "max_consecutive_failures": _checked_by_constraints("max_consecutive_failures"),
+    "progress": _checked_by_constraints("progress"),
     "fit_timeout": _fit_timeout_problem,
 }
 
@@ -1080,89 +1138,6 @@ def _load_table_data(file: str, data: DataSpec) -> LoadedData:
     )
 
 
-# -- writing TOML -----------------------------------------------------------------------
-
-
-def dump_toml(doc: dict[str, Any]) -> str:
-    """Write a document as TOML that :mod:`tomllib` reads back to the same values.
-
-    Nested dicts become ``[a.b]`` tables; dicts inside arrays become inline tables;
-    tuples are written as arrays.
-
-    Parameters
-    ----------
-    doc : dict
-        Keys are strings; values are strings, bools, ints, floats (nan, inf included),
-        dates and times, lists, tuples and dicts of these.
-
-    Returns
-    -------
-    str
-    """
-    lines: list[str] = []
-    _dump_table(doc, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _dump_table(table: dict, prefix: list[str], lines: list[str]) -> None:
-    scalars = [(k, v) for k, v in table.items() if not isinstance(v, dict)]
-    tables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
-    if prefix and (scalars or not tables):
-        lines.append("")
-        lines.append("[" + ".".join(_toml_key(p) for p in prefix) + "]")
-    for key, value in scalars:
-        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in tables:
-        _dump_table(value, [*prefix, key], lines)
-
-
-def _toml_key(key: str) -> str:
-    if not isinstance(key, str):
-        raise TypeError(f"TOML keys are strings, got {key!r}")
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
-
-
-def _toml_string(text: str) -> str:
-    out = ['"']
-    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f"}
-    escapes["\r"] = "\\r"
-    for ch in text:
-        if ch in escapes:
-            out.append(escapes[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(value: Any) -> str:
-    import datetime
-
-    if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        value = float(value)
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
-        return "{" + (f" {items} " if items else "") + "}"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
-
-
 # -- small helpers ----------------------------------------------------------------------
 
 
@@ -1189,7 +1164,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     try:
-        text = _toml_value(value)
+        text = toml_value(value)
     except TypeError:
         text = repr(value)
     if isinstance(value, list):
@@ -1204,7 +1179,7 @@ def _no_parameter(owner: str, name: str, names: list[str]) -> str:
 
 
 def _key(name: Any) -> str:
-    return _toml_key(name) if isinstance(name, str) else repr(name)
+    return toml_key(name) if isinstance(name, str) else repr(name)
 
 
 def _shape_text(X: Any) -> str:

@@ -8,21 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "raygrid"
 MAX_LINES = 60
-
-# Functions longer than MAX_LINES in modules owned by other work: to split next.
-LONG_FUNCTIONS_TO_SPLIT = {
-    "raygrid.keras.fused.fit_fused",
-    "raygrid.keras.fused._make_fused_loop",
-    "raygrid.keras.training.TrainingSession.fit_prefixes",
-    "raygrid.keras.training.acquire",
-    "raygrid.keras.training._make_fit_loop",
-    "raygrid.keras.training._make_fit_loop.loop",
-    "raygrid.keras.wrappers._BaseKerasEstimator._fit_options",
-}
 
 
 def _module_name(path: Path) -> str:
@@ -137,12 +124,4 @@ def test_the_import_graph_sees_module_level_imports():
 
 
 def test_no_function_longer_than_the_limit():
-    too_long = {
-        name: n for name, n in long_functions().items() if name not in LONG_FUNCTIONS_TO_SPLIT
-    }
-    assert too_long == {}
-
-
-@pytest.mark.parametrize("name", sorted(LONG_FUNCTIONS_TO_SPLIT))
-def test_allow_list_names_only_functions_that_are_still_long(name):
-    assert name in long_functions(), f"{name} is short now (or gone): drop it from the list"
+    assert long_functions() == {}

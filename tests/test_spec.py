@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from raygrid.search import RayGridSearchCV
-from raygrid.spec import SpecError, dump_toml, load_spec, parse_spec
+from raygrid.spec import SpecError, load_spec, parse_spec
+from raygrid.toml_writer import dump_toml
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,13 @@ from sklearn.base import clone
 
 from raygrid.keras import training
 from raygrid.keras.network import hidden_sizes
-from raygrid.keras.wrappers import _BaseKerasEstimator, to_python
+from raygrid.keras.wrappers import (
+    KerasClassifier,
+    KerasRegressor,
+    plan_fused_fit,
+    record_fused_fit,
+    to_python,
+)
 
 _FUSABLE_OPTIMIZERS = ("adam", "sgd")
 # Parameters that may differ between the models of one fused group.
@@ -64,7 +71,7 @@ def fusion_key(estimator: Any) -> str | None:
         ``dropout_rate``, ``epochs`` and ``random_state``; None when the configuration
         cannot be fused (see the module docstring).
     """
-    if not isinstance(estimator, _BaseKerasEstimator):
+    if not isinstance(estimator, KerasClassifier | KerasRegressor):
         return None
     params = to_python(estimator.get_params(deep=False))
     optimizer = params.get("optimizer")
@@ -122,61 +129,71 @@ def fit_fused(
     keys = {fusion_key(fit) for fit in fits}
     if len(keys) != 1 or None in keys:
         raise ValueError("fit_fused needs configurations with one common, non-None fusion_key.")
-    plans = []
-    for fit, (_, train) in zip(fits, jobs, strict=True):
-        weights = None if sample_weight is None else np.asarray(sample_weight)[train]
-        X_valid, y_target, meta, head = fit._fit_inputs(X[train], y[train])
-        plan = fit._plan_fit(X_valid, y_target, weights, meta, head, dict(fit_params))
-        fit._set_output_format(plan.session.model, X_valid[:1])
-        plans.append(plan)
+    planned = [
+        plan_fused_fit(fit, X[train], y[train], _rows(sample_weight, train), dict(fit_params))
+        for fit, (_, train) in zip(fits, jobs, strict=True)
+    ]
+    plans = [plan for plan, _ in planned]
     if len({p.session.model.count_params() for p in plans}) != 1:
         raise ValueError("fit_fused: the fits' networks differ in shape (e.g. class counts).")
-    trained = _train(fits, plans)
+    trained = _train(plans, [encoded for _, encoded in planned])
     for fit, plan, (values, curve) in zip(fits, plans, trained, strict=True):
-        entry = plan.session._entry
-        fit._record_fit(
-            plan,
-            training.FitResult(
-                weights=[values[i] for i in entry.weight_positions],
-                history={"loss": curve},
-                path="fused",
-                n_iter=len(curve),
-                best_epoch=None,
-                stopped=False,
-                key=plan.session.key,
-                token=uuid.uuid4().hex,
-            ),
-        )
+        record_fused_fit(fit, plan, _fused_result(plan, values, curve))
     return fits
 
 
-def _train(fits: list[Any], plans: list[Any]) -> list[tuple[list[np.ndarray], list[float]]]:
+def _rows(sample_weight: Any, train: np.ndarray) -> np.ndarray | None:
+    """The training rows' sample weights, or None."""
+    return None if sample_weight is None else np.asarray(sample_weight)[train]
+
+
+def _fused_result(plan: Any, values: list[np.ndarray], curve: list[float]) -> Any:
+    """What a fused fit leaves, as a training result: ``values`` are the model's variables."""
+    return training.FitResult(
+        weights=[values[i] for i in plan.session.weight_positions],
+        history={"loss": curve},
+        path="fused",
+        n_iter=len(curve),
+        best_epoch=None,
+        stopped=False,
+        key=plan.session.key,
+        token=uuid.uuid4().hex,
+    )
+
+
+def _padded(arrays: list[np.ndarray], n_max: int, dtype: Any) -> np.ndarray:
+    """The arrays stacked along a new first axis, each padded with zeros to ``n_max`` rows."""
+    out = np.zeros((len(arrays), n_max, *arrays[0].shape[1:]), dtype)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out
+
+
+def _stacked_data(plans: list[Any], encoded: list[np.ndarray]) -> tuple:
+    """Every model's rows, targets and sample weights, padded and stacked; the row counts."""
+    n = np.array([len(p.X) for p in plans], np.int32)
+    n_max = int(n.max())
+    weights = [
+        np.ones(len(p.X), np.float32) if p.sample_weight is None else p.sample_weight
+        for p in plans
+    ]
+    return (
+        _padded([p.X for p in plans], n_max, np.float32),
+        _padded(encoded, n_max, encoded[0].dtype),
+        _padded(weights, n_max, np.float32),
+        n,
+    )
+
+
+def _train(
+    plans: list[Any], encoded: list[np.ndarray]
+) -> list[tuple[list[np.ndarray], list[float]]]:
     """Stack the plans' data and initial values, train, and unstack per model."""
     first = plans[0]
     # Positions of the trainable variables (a dropout layer adds a non-trainable one).
     trainable = [
         [i for i, v in enumerate(p.session.model.variables) if v.trainable] for p in plans
     ]
-    n = np.array([len(p.X) for p in plans], np.int32)
-    n_max = int(n.max())
-
-    def padded(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
-        out = np.zeros((len(arrays), n_max, *arrays[0].shape[1:]), dtype)
-        for i, a in enumerate(arrays):
-            out[i, : len(a)] = a
-        return out
-
-    encoded = [fit._encode_y(p.y) for fit, p in zip(fits, plans, strict=True)]
-    weights = [
-        np.ones(len(p.X), np.float32) if p.sample_weight is None else p.sample_weight
-        for p in plans
-    ]
-    data = (
-        padded([p.X for p in plans], np.float32),
-        padded(encoded, encoded[0].dtype),
-        padded(weights, np.float32),
-        n,
-    )
     per_model = (
         np.array([p.seed for p in plans], np.int64),
         np.array([p.options.epochs for p in plans], np.int32),
@@ -184,12 +201,12 @@ def _train(fits: list[Any], plans: list[Any]) -> list[tuple[list[np.ndarray], li
         np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in plans], np.float32),
     )
     initial = [
-        np.stack([p.session._initial[at[j]] for p, at in zip(plans, trainable, strict=True)])
+        np.stack([p.session.initial_values[at[j]] for p, at in zip(plans, trainable, strict=True)])
         for j in range(len(trainable[0]))
     ]
     loop = _fused_loop(first, len(initial), bool(per_model[3].any()))
     results, losses = loop(
-        *data,
+        *_stacked_data(plans, encoded),
         *per_model,
         np.int32(first.options.batch_size),
         np.bool_(first.options.shuffle),
@@ -198,7 +215,7 @@ def _train(fits: list[Any], plans: list[Any]) -> list[tuple[list[np.ndarray], li
     losses = losses.numpy()
     out = []
     for m, plan in enumerate(plans):
-        values = list(plan.session._initial)
+        values = list(plan.session.initial_values)
         for position, stacked in zip(trainable[m], results, strict=True):
             values[position] = stacked[m].numpy()
         out.append((values, [float(v) for v in losses[: plan.options.epochs, m]]))
@@ -262,39 +279,50 @@ def _dropout(h: Any, rates: Any, seeds: Any, step: Any, layer: int) -> Any:
     return tf.where(uniform >= rate, h / (1.0 - rate), tf.zeros_like(h))
 
 
-def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
-    """Trace-once loop training a stack of default networks (see the module docstring)."""
-    import keras  # heavy: TensorFlow loads on first use
-    import tensorflow as tf  # heavy: TensorFlow loads on first use
+@dataclass(frozen=True)
+class _StackedNetwork:
+    """A stack of default networks of one architecture: its maths, fixed at trace time."""
 
-    recipe = plan.recipe
-    n_hidden = (n_params - 2) // 2
-    activation = keras.activations.get(recipe.build_kwargs["activation"])
-    classify = recipe.task == "classification"
-    adam = str(recipe.optimizer).lower() == "adam"
-    config = keras.optimizers.Adam().get_config()
-    beta_1, beta_2, epsilon = config["beta_1"], config["beta_2"], config["epsilon"]
+    n_hidden: int
+    activation: Any
+    classify: bool
+    adam: bool
+    any_dropout: bool
+    # Keras' Adam defaults: beta_1, beta_2, epsilon.
+    adam_constants: tuple[float, float, float]
 
-    def forward(params, x, rates, seeds, step):
+    def forward(self, params: list, x: Any, rates: Any, seeds: Any, step: Any) -> Any:
+        """Every model's outputs (logits) for its own batch ``x[model]``."""
+        import tensorflow as tf  # heavy: TensorFlow loads on first use
+
         h = tf.reshape(x, (tf.shape(x)[0], tf.shape(x)[1], -1))
-        for layer in range(n_hidden):
-            h = activation(tf.matmul(h, params[2 * layer]) + params[2 * layer + 1][:, None, :])
-            if any_dropout:
+        for layer in range(self.n_hidden):
+            h = self.activation(
+                tf.matmul(h, params[2 * layer]) + params[2 * layer + 1][:, None, :]
+            )
+            if self.any_dropout:
                 h = _dropout(h, rates, seeds, step, layer)
         return tf.matmul(h, params[-2]) + params[-1][:, None, :]
 
-    def per_sample_loss(out, target):
-        if classify:
+    def per_sample_loss(self, out: Any, target: Any) -> Any:
+        """Cross-entropy from the logits (classification) or squared error, per sample."""
+        import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+        if self.classify:
             return tf.nn.sparse_softmax_cross_entropy_with_logits(
                 labels=tf.cast(target, tf.int64), logits=out
             )
         return tf.reduce_mean(tf.square(target - out), axis=-1)
 
-    def update(params, moments, t, g, lr, active):
+    def update(self, params: Any, moments: Any, t: Any, g: Any, lr: Any, active: Any) -> Any:
+        """One SGD or Adam step of one stacked variable, for the ``active`` models only."""
+        import tensorflow as tf  # heavy: TensorFlow loads on first use
+
         shape = (-1,) + (1,) * (len(params.shape) - 1)
         keep = tf.reshape(active, shape)
-        if not adam:
+        if not self.adam:
             return tf.where(keep, params - g * tf.reshape(lr, shape), params), moments
+        beta_1, beta_2, epsilon = self.adam_constants
         m, v = moments
         b1p, b2p = tf.pow(beta_1, t), tf.pow(beta_2, t)
         alpha = tf.reshape(lr * tf.sqrt(1 - b2p) / (1 - b1p), shape)
@@ -302,6 +330,69 @@ def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
         v_new = v + (tf.square(g) - v) * (1 - beta_2)
         p_new = params - (m_new * alpha) / (tf.sqrt(v_new) + epsilon)
         return tf.where(keep, p_new, params), (tf.where(keep, m_new, m), tf.where(keep, v_new, v))
+
+    def batch_losses(self, params, data, idx, valid, rates, seeds, step) -> tuple:
+        """Each model's mean loss on its batch, its batch size, and the gradients."""
+        import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+        xs, ys, sws = data
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            out = self.forward(params, tf.gather(xs, idx, batch_dims=1), rates, seeds, step)
+            weighted = self.per_sample_loss(out, tf.gather(ys, idx, batch_dims=1))
+            weighted = weighted * tf.gather(sws, idx, batch_dims=1) * valid
+            count = tf.reduce_sum(valid, axis=1)
+            loss = tf.reduce_sum(weighted, axis=1) / tf.maximum(count, 1.0)
+            summed = tf.reduce_sum(loss)
+        return loss, count, tape.gradient(summed, params)
+
+    def step_all(self, params, moments, iters, grads, lrs, active) -> tuple:
+        """Apply one optimizer step to every stacked variable; count the active models' steps."""
+        import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+        t = tf.cast(iters + 1, tf.float32)
+        pairs = [
+            self.update(p, mo, t, g, lrs, active)
+            for p, mo, g in zip(params, moments, grads, strict=True)
+        ]
+        params = [p for p, _ in pairs]
+        moments = [mo for _, mo in pairs]
+        return params, moments, iters + tf.cast(active, iters.dtype)
+
+
+def _stacked_network(plan: Any, n_params: int, any_dropout: bool) -> _StackedNetwork:
+    """The stacked maths of a plan's default network (``n_params`` variables)."""
+    import keras  # heavy: TensorFlow loads on first use
+
+    recipe = plan.recipe
+    config = keras.optimizers.Adam().get_config()
+    return _StackedNetwork(
+        n_hidden=(n_params - 2) // 2,
+        activation=keras.activations.get(recipe.build_kwargs["activation"]),
+        classify=recipe.task == "classification",
+        adam=str(recipe.optimizer).lower() == "adam",
+        any_dropout=any_dropout,
+        adam_constants=(config["beta_1"], config["beta_2"], config["epsilon"]),
+    )
+
+
+def _epoch_orders(seeds: Any, n: Any, n_max: Any, epoch: Any, shuffle: Any) -> Any:
+    """Each model's sample order for one epoch (as its unfused fit), padded to ``n_max``."""
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+    def order_of(args, epoch):
+        seed, count = args
+        order = training.epoch_order(count, seed, epoch, shuffle)
+        return tf.pad(order, [[0, n_max - count]])
+
+    return tf.map_fn(lambda a, e=epoch: order_of(a, e), (seeds, n), fn_output_signature=tf.int32)
+
+
+def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
+    """Trace-once loop training a stack of default networks (see the module docstring)."""
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+    net = _stacked_network(plan, n_params, any_dropout)
 
     @tf.function(reduce_retracing=True)
     def fused_loop(xs, ys, sws, n, seeds, epochs, lrs, rates, batch_size, shuffle, *initial):
@@ -311,39 +402,18 @@ def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
         iters = tf.zeros_like(n)
         losses = tf.TensorArray(tf.float32, size=tf.reduce_max(epochs))
         step = tf.constant(0, tf.int64)
-
-        def order_of(args, epoch):
-            seed, count = args
-            order = training.epoch_order(count, seed, epoch, shuffle)
-            return tf.pad(order, [[0, n_max - count]])
-
         for epoch in tf.range(tf.reduce_max(epochs)):
-            orders = tf.map_fn(
-                lambda a, e=epoch: order_of(a, e), (seeds, n), fn_output_signature=tf.int32
-            )
+            orders = _epoch_orders(seeds, n, n_max, epoch, shuffle)
             total = tf.zeros_like(lrs)
             for batch in tf.range((n_max + batch_size - 1) // batch_size):
                 pos = batch * batch_size + tf.range(batch_size)
                 valid = tf.cast(pos[None, :] < n[:, None], tf.float32)
                 idx = tf.gather(orders, tf.minimum(pos, n_max - 1), axis=1)
                 active = tf.logical_and(batch * batch_size < n, epoch < epochs)
-                with tf.GradientTape() as tape:
-                    tape.watch(params)
-                    out = forward(params, tf.gather(xs, idx, batch_dims=1), rates, seeds, step)
-                    weighted = per_sample_loss(out, tf.gather(ys, idx, batch_dims=1))
-                    weighted = weighted * tf.gather(sws, idx, batch_dims=1) * valid
-                    count = tf.reduce_sum(valid, axis=1)
-                    loss = tf.reduce_sum(weighted, axis=1) / tf.maximum(count, 1.0)
-                    summed = tf.reduce_sum(loss)
-                grads = tape.gradient(summed, params)
-                t = tf.cast(iters + 1, tf.float32)
-                pairs = [
-                    update(p, mo, t, g, lrs, active)
-                    for p, mo, g in zip(params, moments, grads, strict=True)
-                ]
-                params = [p for p, _ in pairs]
-                moments = [mo for _, mo in pairs]
-                iters = iters + tf.cast(active, iters.dtype)
+                loss, count, grads = net.batch_losses(
+                    params, (xs, ys, sws), idx, valid, rates, seeds, step
+                )
+                params, moments, iters = net.step_all(params, moments, iters, grads, lrs, active)
                 total = total + loss * count
                 step = step + 1
             losses = losses.write(epoch, total / tf.cast(n, tf.float32))

@@ -466,6 +466,12 @@ def _build(build: Callable[[], Any], x_sample: np.ndarray) -> Any:
     return model
 
 
+def _as_sample_weight(x: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """The sample weights as float32, ones when there are none."""
+    sw = np.ones(len(x), np.float32) if sample_weight is None else sample_weight
+    return np.asarray(sw, dtype=np.float32)
+
+
 class TrainingSession:
     """A compiled model reset to its initial state for one fit; holds the model's lock.
 
@@ -491,6 +497,16 @@ class TrainingSession:
         self.key = key
         self._initial = initial
         self._learning_rate = learning_rate
+
+    @property
+    def initial_values(self) -> list[np.ndarray]:
+        """The values ``model.variables`` start the fit from, in that order."""
+        return self._initial
+
+    @property
+    def weight_positions(self) -> list[int]:
+        """Where each of ``model.get_weights()`` sits in ``model.variables``."""
+        return self._entry.weight_positions
 
     def __enter__(self) -> TrainingSession:
         self._entry.lock.acquire()
@@ -531,8 +547,7 @@ class TrainingSession:
         if options.monitor == "val_loss" and options.stop_validation is None:
             raise ValueError('monitor="val_loss" needs stop_validation data.')
         entry = self._entry
-        sw = np.ones(len(x), np.float32) if sample_weight is None else sample_weight
-        sw = np.asarray(sw, dtype=np.float32)
+        sw = _as_sample_weight(x, sample_weight)
         if options.wants_fast_path() and not entry.fast_failed:
             try:
                 trained = _fit_fast(entry, x, y, sw, options, seed)
@@ -547,8 +562,14 @@ class TrainingSession:
             path = "keras"
         token = uuid.uuid4().hex
         entry.loaded_token = token
+        return self._result(entry.model.get_weights(), trained, path, token)
+
+    def _result(
+        self, weights: list[np.ndarray], trained: _Trained, path: str, token: str
+    ) -> FitResult:
+        """The :class:`FitResult` of a training that left ``weights``."""
         return FitResult(
-            weights=entry.model.get_weights(),
+            weights=weights,
             history=trained.history,
             path=path,
             n_iter=len(trained.history.get("loss", [])),
@@ -598,38 +619,46 @@ class TrainingSession:
         entry = self._entry
         if not options.wants_fast_path() or options.monitor is not None or entry.fast_failed:
             raise FastPathUnavailable("these options cannot train in compiled segments")
-        sw = np.ones(len(x), np.float32) if sample_weight is None else sample_weight
-        sw = np.asarray(sw, dtype=np.float32)
+        sw = _as_sample_weight(x, sample_weight)
         losses: list[float] = []
         done, token, saved = 0, None, None
         for stop in stops:
             with entry.lock:
-                if token is None:
-                    if entry.loaded_token != getattr(self, "_fresh_token", None):
-                        entry.reset(self._initial, self._learning_rate)
-                elif entry.loaded_token != token:
-                    entry.assign_all(*saved)
-                try:
-                    trained = _fit_fast(entry, x, y, sw, options, seed, start=done, stop=stop)
-                except Exception as exc:  # noqa: BLE001 - reported as unavailable
-                    _give_up_fast_path(entry, exc)
-                    raise FastPathUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                self._restore_segment_start(token, saved)
+                trained = self._train_segment(x, y, sw, options, seed, done, stop)
                 losses.extend(trained.history["loss"])
                 saved = entry.read()
                 token = uuid.uuid4().hex
                 entry.loaded_token = token
             weights = [saved[i] for i in entry.weight_positions]
             done = max(done, stop)
-            yield FitResult(
-                weights=weights,
-                history={"loss": list(losses)},
-                path="fast",
-                n_iter=len(losses),
-                best_epoch=None,
-                stopped=False,
-                key=self.key,
-                token=token,
-            )
+            yield self._result(weights, _Trained({"loss": list(losses)}), "fast", token)
+
+    def _restore_segment_start(self, token: str | None, saved: list[np.ndarray] | None) -> None:
+        """Put the model where the previous segment left it (or fresh), if someone moved it."""
+        entry = self._entry
+        if token is None:
+            if entry.loaded_token != getattr(self, "_fresh_token", None):
+                entry.reset(self._initial, self._learning_rate)
+        elif entry.loaded_token != token:
+            entry.assign_all(*saved)
+
+    def _train_segment(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        sw: np.ndarray,
+        options: FitOptions,
+        seed: int,
+        start: int,
+        stop: int,
+    ) -> _Trained:
+        """Epochs ``[start, stop)`` in the compiled loop; a failure gives up the fast path."""
+        try:
+            return _fit_fast(self._entry, x, y, sw, options, seed, start=start, stop=stop)
+        except Exception as exc:  # noqa: BLE001 - reported as unavailable
+            _give_up_fast_path(self._entry, exc)
+            raise FastPathUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 class FastPathUnavailable(RuntimeError):
@@ -683,12 +712,16 @@ def acquire(
             entry = _Entry(_build(build, x_sample))
             _cache_put(static_key, entry)
         return TrainingSession(entry, static_key, initial_values(entry.model, seed), learning_rate)
-
     with seeded_keras(seed if seeded_build else None):
         fresh = _build(build, x_sample)
+    return _session_for_built(fresh, tuple(x_sample.shape[1:]))
+
+
+def _session_for_built(fresh: Any, input_shape: tuple[int, ...]) -> TrainingSession:
+    """A session starting from a freshly built model's values, on a cached twin if any."""
     initial = [v.numpy() for v in fresh.variables]
-    lr = _learning_rate_of(fresh)
-    key = _structural_key(fresh, tuple(x_sample.shape[1:]))
+    learning_rate = _learning_rate_of(fresh)
+    key = _structural_key(fresh, input_shape)
     entry = _cache_get(key) if key is not None else None
     if entry is not None:
         shapes = [tuple(v.shape) for v in entry.model.variables]
@@ -699,7 +732,7 @@ def acquire(
         if key is None:
             key = "unique:" + uuid.uuid4().hex
         _cache_put(key, entry)
-    return TrainingSession(entry, key, initial, lr)
+    return TrainingSession(entry, key, initial, learning_rate)
 
 
 # -- the fast path --------------------------------------------------------------------
@@ -725,7 +758,7 @@ def _spec(array: np.ndarray) -> Any:
     return tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype))
 
 
-def _make_fit_loop(  # noqa: C901 (to split next)
+def _make_fit_loop(
     model: Any, x_spec: Any, y_spec: Any, *, validated: bool, restore: bool
 ) -> tuple[Callable, dict[str, Callable]]:
     """Trace-once training loop for one model, input/target signature and stopping kind.
@@ -740,11 +773,20 @@ def _make_fit_loop(  # noqa: C901 (to split next)
     the end) are fixed at trace time: a loop without them traces about three times
     faster, and most fits need neither.
     """
+    train_step, test_step = _make_steps(model, x_spec, y_spec)
+    loop = _epochs_loop(
+        train_step, test_step, list(model.weights), validated=validated, restore=restore
+    )
+    fit_loop = _compile_fit_loop(loop, x_spec, y_spec, validated=validated)
+    return fit_loop, {"train_step": train_step, "test_step": test_step}
+
+
+def _make_steps(model: Any, x_spec: Any, y_spec: Any) -> tuple[Callable, Callable]:
+    """The compiled train step (loss, gradients, optimizer update) and test step (loss)."""
     import tensorflow as tf  # heavy: TensorFlow loads on first use
 
     optimizer = model.optimizer
     sw_spec = tf.TensorSpec((None,), tf.float32)
-    weights = list(model.weights)
 
     @tf.function(input_signature=[x_spec, y_spec, sw_spec], autograph=False)
     def train_step(x, y, sw):
@@ -763,90 +805,14 @@ def _make_fit_loop(  # noqa: C901 (to split next)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw, training=False)
         return tf.cast(loss, tf.float32)
 
-    def batch_mean(step, x, y, sw, order, batch_size):
-        # Mean of per-batch losses weighted by batch size, as Keras' loss tracker does.
-        n = tf.shape(x)[0]
-        n_batches = (n + batch_size - 1) // batch_size
+    return train_step, test_step
 
-        def run_batch(batch, total):
-            start = batch * batch_size
-            idx = order[start : tf.minimum(start + batch_size, n)]
-            loss = step(tf.gather(x, idx), tf.gather(y, idx), tf.gather(sw, idx))
-            return batch + 1, total + loss * tf.cast(tf.size(idx), tf.float32)
 
-        _, total = tf.while_loop(
-            lambda batch, _: batch < n_batches,
-            run_batch,
-            (tf.constant(0), tf.constant(0.0)),
-        )
-        return total / tf.cast(n, tf.float32)
+def _compile_fit_loop(loop: Callable, x_spec: Any, y_spec: Any, *, validated: bool) -> Callable:
+    """``loop`` as one ``tf.function`` over the data (and validation data) and the scalars."""
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
 
-    def snapshot():
-        return tuple(tf.identity(w.value) for w in weights) if restore else ()
-
-    def loop(x, y, sw, validation, start, epochs, batch_size, seed, shuffle, watch, tol, patience):
-        n = tf.shape(x)[0]
-        # Epochs [start, epochs) are run; curves are indexed from start.
-        size = tf.maximum(epochs - start, 0)
-
-        def run_epoch(epoch, losses, val_losses, best, wait, best_epoch, stop, kept):
-            order = epoch_order(n, seed, epoch, shuffle)
-            loss = batch_mean(train_step, x, y, sw, order, batch_size)
-            if validated:
-                x_val, y_val, sw_val = validation
-                val_order = tf.range(tf.shape(x_val)[0])
-                current = batch_mean(test_step, x_val, y_val, sw_val, val_order, batch_size)
-                val_losses = val_losses.write(epoch - start, current)
-            else:
-                current = loss
-            lowered = tf.cast(tf.cast(current, tf.float64) + tol, tf.float32)
-            improved = tf.logical_or(tf.equal(epoch, 0), lowered < best)
-            best = tf.where(improved, current, best)
-            best_epoch = tf.where(improved, epoch, best_epoch)
-            wait = tf.where(improved, 0, wait + 1)
-            stop = tf.logical_and(
-                tf.logical_and(watch, tf.logical_not(improved)),
-                tf.logical_and(wait >= patience, epoch > 0),
-            )
-            if restore:
-                kept = tf.cond(improved, snapshot, lambda: kept)
-            return (
-                epoch + 1,
-                losses.write(epoch - start, loss),
-                val_losses,
-                best,
-                wait,
-                best_epoch,
-                stop,
-                kept,
-            )
-
-        run, losses, val_losses, _, _, best_epoch, stop, kept = tf.while_loop(
-            lambda epoch, *state: tf.logical_and(epoch < epochs, tf.logical_not(state[5])),
-            run_epoch,
-            (
-                start,
-                tf.TensorArray(tf.float32, size=size),
-                tf.TensorArray(tf.float32, size=size if validated else 0),
-                tf.constant(float("inf")),
-                tf.constant(0),
-                tf.constant(-1),
-                tf.constant(False),
-                snapshot(),
-            ),
-        )
-        if restore:
-
-            def put_back():
-                for variable, value in zip(weights, kept, strict=True):
-                    variable.assign(value)
-                return tf.constant(True)
-
-            tf.cond(run > 0, put_back, lambda: tf.constant(False))
-        done = tf.maximum(run - start, 0)
-        val_curve = val_losses.stack()[:done] if validated else tf.zeros((0,), tf.float32)
-        return losses.stack()[:done], val_curve, best_epoch, stop
-
+    sw_spec = tf.TensorSpec((None,), tf.float32)
     scalars = [
         tf.TensorSpec((), tf.int32),  # start: first epoch to run
         tf.TensorSpec((), tf.int32),  # epochs: run up to this epoch
@@ -872,7 +838,129 @@ def _make_fit_loop(  # noqa: C901 (to split next)
         def fit_loop(x, y, sw, *args):
             return loop(x, y, sw, None, *args)
 
-    return fit_loop, {"train_step": train_step, "test_step": test_step}
+    return fit_loop
+
+
+def _batch_mean(step: Callable, x: Any, y: Any, sw: Any, order: Any, batch_size: Any) -> Any:
+    """Mean of ``step``'s per-batch losses weighted by batch size, as Keras' loss tracker."""
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+    n = tf.shape(x)[0]
+    n_batches = (n + batch_size - 1) // batch_size
+
+    def run_batch(batch, total):
+        start = batch * batch_size
+        idx = order[start : tf.minimum(start + batch_size, n)]
+        loss = step(tf.gather(x, idx), tf.gather(y, idx), tf.gather(sw, idx))
+        return batch + 1, total + loss * tf.cast(tf.size(idx), tf.float32)
+
+    _, total = tf.while_loop(
+        lambda batch, _: batch < n_batches,
+        run_batch,
+        (tf.constant(0), tf.constant(0.0)),
+    )
+    return total / tf.cast(n, tf.float32)
+
+
+def _plateau(
+    epoch: Any,
+    current: Any,
+    rule: tuple[Any, Any, Any],
+    best: Any,
+    wait: Any,
+    best_epoch: Any,
+) -> tuple[Any, Any, Any, Any, Any]:
+    """``EarlyStopping``'s bookkeeping after an epoch, under ``rule = (watch, tol, patience)``.
+
+    Returns ``(improved, best, wait, best_epoch, stop)``.
+    """
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+    watch, tol, patience = rule
+    lowered = tf.cast(tf.cast(current, tf.float64) + tol, tf.float32)
+    improved = tf.logical_or(tf.equal(epoch, 0), lowered < best)
+    best = tf.where(improved, current, best)
+    best_epoch = tf.where(improved, epoch, best_epoch)
+    wait = tf.where(improved, 0, wait + 1)
+    stop = tf.logical_and(
+        tf.logical_and(watch, tf.logical_not(improved)),
+        tf.logical_and(wait >= patience, epoch > 0),
+    )
+    return improved, best, wait, best_epoch, stop
+
+
+def _put_back(weights: list[Any], kept: tuple, run: Any) -> None:
+    """Assign the kept (best epoch's) values to ``weights`` if any epoch ran."""
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+    def assign():
+        for variable, value in zip(weights, kept, strict=True):
+            variable.assign(value)
+        return tf.constant(True)
+
+    tf.cond(run > 0, assign, lambda: tf.constant(False))
+
+
+def _epochs_loop(
+    train_step: Callable,
+    test_step: Callable,
+    weights: list[Any],
+    *,
+    validated: bool,
+    restore: bool,
+) -> Callable:
+    """The body of the compiled fit loop: epochs in a ``tf.while_loop``, stopping on a plateau.
+
+    Epochs ``[start, epochs)`` are run; the curves it returns are indexed from ``start``.
+    """
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+    def snapshot():
+        return tuple(tf.identity(w.value) for w in weights) if restore else ()
+
+    def loop(x, y, sw, validation, start, epochs, batch_size, seed, shuffle, watch, tol, patience):
+        n = tf.shape(x)[0]
+        size = tf.maximum(epochs - start, 0)
+
+        def run_epoch(epoch, losses, val_losses, best, wait, best_epoch, stop, kept):
+            order = epoch_order(n, seed, epoch, shuffle)
+            loss = _batch_mean(train_step, x, y, sw, order, batch_size)
+            current = loss
+            if validated:
+                x_val, y_val, sw_val = validation
+                val_order = tf.range(tf.shape(x_val)[0])
+                current = _batch_mean(test_step, x_val, y_val, sw_val, val_order, batch_size)
+                val_losses = val_losses.write(epoch - start, current)
+            improved, best, wait, best_epoch, stop = _plateau(
+                epoch, current, (watch, tol, patience), best, wait, best_epoch
+            )
+            if restore:
+                kept = tf.cond(improved, snapshot, lambda: kept)
+            losses = losses.write(epoch - start, loss)
+            return epoch + 1, losses, val_losses, best, wait, best_epoch, stop, kept
+
+        initial = (
+            start,
+            tf.TensorArray(tf.float32, size=size),
+            tf.TensorArray(tf.float32, size=size if validated else 0),
+            tf.constant(float("inf")),
+            tf.constant(0),
+            tf.constant(-1),
+            tf.constant(False),
+            snapshot(),
+        )
+        run, losses, val_losses, _, _, best_epoch, stop, kept = tf.while_loop(
+            lambda epoch, *state: tf.logical_and(epoch < epochs, tf.logical_not(state[5])),
+            run_epoch,
+            initial,
+        )
+        if restore:
+            _put_back(weights, kept, run)
+        done = tf.maximum(run - start, 0)
+        val_curve = val_losses.stack()[:done] if validated else tf.zeros((0,), tf.float32)
+        return losses.stack()[:done], val_curve, best_epoch, stop
+
+    return loop
 
 
 def _fit_loop_for(

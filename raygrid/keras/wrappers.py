@@ -65,8 +65,13 @@ _PREFIX_SAFE_FIT_ARGS = frozenset({"batch_size", "shuffle"})
 
 
 @dataclass
-class _FitPlan:
-    """Everything a fit decided before training: data, options, recipe, seed, model."""
+class FitPlan:
+    """Everything a fit decided before training: data, options, recipe, seed, model.
+
+    ``X``, ``y`` and ``sample_weight`` are the validated training data (``y`` as the
+    wrapper encodes labels, before the loss's own encoding); ``session`` holds the
+    compiled model reset to the fit's initial values.
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -88,6 +93,26 @@ def _check_stops(values: Sequence[int]) -> list[int]:
     if any(b <= a for a, b in zip(stops, stops[1:], strict=False)):
         raise ValueError(f"values must be ascending without duplicates, got {stops!r}.")
     return [int(v) for v in stops]
+
+
+def _monitor(early_stopping: bool, epochs: int | None) -> str | None:
+    """What the training loop watches: held-out loss, training loss, or nothing."""
+    if early_stopping:
+        return "val_loss"
+    return "loss" if epochs is None else None
+
+
+def _callbacks_for_fit(callbacks: Sequence | None, given_to_fit: bool) -> list | None:
+    """The callbacks one fit trains with: the estimator's own ones copied, None for none.
+
+    Callbacks hold state (and a model once used): a fit never trains with the
+    estimator's parameter objects, only with copies; callbacks given to ``fit()`` itself
+    are used as they are.
+    """
+    if callbacks is None:
+        return None
+    callbacks = list(callbacks) if given_to_fit else copy.deepcopy(list(callbacks))
+    return callbacks or None
 
 
 def to_python(value: Any) -> Any:
@@ -213,6 +238,7 @@ class _BaseKerasEstimator(BaseEstimator):
         Returns
         -------
         dict
+            Parameter names mapped to their values.
         """
         params = super().get_params(deep=deep)
         params.update(self.__dict__.get("_extra_params", {}))
@@ -228,7 +254,8 @@ class _BaseKerasEstimator(BaseEstimator):
 
         Returns
         -------
-        self
+        object
+            The estimator, ``self``.
         """
         extra = self.__dict__.setdefault("_extra_params", {})
         plain = {}
@@ -275,30 +302,12 @@ class _BaseKerasEstimator(BaseEstimator):
         self, params: dict[str, Any], fit_params: dict[str, Any]
     ) -> tuple[training.FitOptions, dict[str, Any]]:
         """Merge constructor parameters, ``fit__`` parameters and ``fit()`` keywords."""
-        merged = {name: params[name] for name in _FIT_OPTIONS if name in params}
-        merged.update(self._routed(params, "fit__"))
-        merged.update(
-            {k: to_python(v) if k != "validation_data" else v for k, v in fit_params.items()}
-        )
-        extra = {k: merged.pop(k) for k in list(merged) if k not in _FIT_OPTIONS}
+        merged, extra = self._merged_fit_args(params, fit_params)
         validation_data = extra.pop("validation_data", None)
         class_weight = extra.pop("class_weight", params.get("class_weight"))
-        clashing = sorted(set(extra) & _OWNED_FIT_ARGS)
-        if clashing:
-            raise ValueError(
-                f"{clashing[0]!r} cannot be passed to model.fit through the wrapper: it sets "
-                "it itself (sample weights go to fit(X, y, sample_weight=...))."
-            )
-
-        # Values given to fit() or as fit__ parameters pass the constructor's rules too.
-        validate_parameter_constraints(
-            {name: self._parameter_constraints[name] for name in _FIT_OPTIONS_CHECKED},
-            {name: merged[name] for name in _FIT_OPTIONS_CHECKED if name in merged},
-            caller_name=f"{type(self).__name__}.fit",
-        )
+        self._check_fit_args(merged, extra)
         epochs = merged.get("epochs")
         batch_size = merged.get("batch_size", 32)
-        batch_size = 32 if batch_size is None else batch_size
         split = merged.get("validation_split", 0.0) or 0.0
         stopping = self._stopping_options(params)
         if stopping["early_stopping"] and (split or validation_data is not None):
@@ -307,31 +316,16 @@ class _BaseKerasEstimator(BaseEstimator):
                 "of the data given to fit); it cannot be combined with validation_split or "
                 "validation_data."
             )
-        callbacks = merged.get("callbacks")
-        if callbacks is not None:
-            # Callbacks hold state (and a model once used): never train with the
-            # estimator's own parameter objects.
-            callbacks = (
-                copy.deepcopy(list(callbacks))
-                if "callbacks" not in fit_params
-                else list(callbacks)
-            )
-        if stopping["early_stopping"]:
-            monitor = "val_loss"
-        elif epochs is None:
-            monitor = "loss"
-        else:
-            monitor = None
         options = training.FitOptions(
             epochs=stopping["max_iter"] if epochs is None else int(epochs),
-            batch_size=int(batch_size),
-            monitor=monitor,
+            batch_size=32 if batch_size is None else int(batch_size),
+            monitor=_monitor(stopping["early_stopping"], epochs),
             tol=stopping["tol"],
             patience=stopping["n_iter_no_change"],
             restore_best=stopping["early_stopping"],
             shuffle=bool(merged.get("shuffle", True)),
             verbose=int(merged.get("verbose", 0) or 0),
-            callbacks=callbacks or None,
+            callbacks=_callbacks_for_fit(merged.get("callbacks"), "callbacks" in fit_params),
             validation_split=float(split),
             fast_path=bool(params.get("fast_path", True)),
             fit_kwargs=extra,
@@ -342,6 +336,37 @@ class _BaseKerasEstimator(BaseEstimator):
             "validation_fraction": stopping["validation_fraction"],
             "max_iter_reached_warns": epochs is None,
         }
+
+    def _merged_fit_args(
+        self, params: dict[str, Any], fit_params: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fit options the wrapper reads, and the other ``model.fit`` arguments.
+
+        Later sources override earlier ones: constructor parameters, ``fit__`` parameters,
+        ``fit()`` keywords.
+        """
+        merged = {name: params[name] for name in _FIT_OPTIONS if name in params}
+        merged.update(self._routed(params, "fit__"))
+        merged.update(
+            {k: to_python(v) if k != "validation_data" else v for k, v in fit_params.items()}
+        )
+        extra = {k: merged.pop(k) for k in list(merged) if k not in _FIT_OPTIONS}
+        return merged, extra
+
+    def _check_fit_args(self, merged: dict[str, Any], extra: dict[str, Any]) -> None:
+        """Refuse ``model.fit`` arguments the wrapper sets; check options by the class rules."""
+        clashing = sorted(set(extra) & _OWNED_FIT_ARGS)
+        if clashing:
+            raise ValueError(
+                f"{clashing[0]!r} cannot be passed to model.fit through the wrapper: it sets "
+                "it itself (sample weights go to fit(X, y, sample_weight=...))."
+            )
+        # Values given to fit() or as fit__ parameters pass the constructor's rules too.
+        validate_parameter_constraints(
+            {name: self._parameter_constraints[name] for name in _FIT_OPTIONS_CHECKED},
+            {name: merged[name] for name in _FIT_OPTIONS_CHECKED if name in merged},
+            caller_name=f"{type(self).__name__}.fit",
+        )
 
     @staticmethod
     def _stopping_options(params: dict[str, Any]) -> dict[str, Any]:
@@ -438,7 +463,7 @@ class _BaseKerasEstimator(BaseEstimator):
         meta: dict[str, Any],
         head: dict[str, Any],
         fit_params: dict[str, Any],
-    ) -> _FitPlan:
+    ) -> FitPlan:
         """Validate the parameters and get a compiled model: everything before training."""
         self._validate_params()
         self._check_extra_params()
@@ -460,10 +485,10 @@ class _BaseKerasEstimator(BaseEstimator):
         )
         for name in _OPTIONAL_FITTED:
             self.__dict__.pop(name, None)
-        return _FitPlan(X, y, sample_weight, options, extras, recipe, seed, session)
+        return FitPlan(X, y, sample_weight, options, extras, recipe, seed, session)
 
     def _encode_for(
-        self, plan: _FitPlan, session: training.TrainingSession
+        self, plan: FitPlan, session: training.TrainingSession
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Targets encoded for the model's loss; the early-stopping part held out."""
         self._set_output_format(session.model, plan.X[:1])
@@ -483,7 +508,7 @@ class _BaseKerasEstimator(BaseEstimator):
             )
         return plan.X, y_encoded, plan.sample_weight
 
-    def _record_fit(self, plan: _FitPlan, result: training.FitResult) -> None:
+    def _record_fit(self, plan: FitPlan, result: training.FitResult) -> None:
         """Set the fitted attributes from a training result."""
         options = plan.options
         self._recipe = plan.recipe
@@ -603,6 +628,7 @@ class _BaseKerasEstimator(BaseEstimator):
         Returns
         -------
         str or None
+            ``"epochs"`` or None, as above.
         """
         params = to_python(self.get_params(deep=False))
         epochs = params.get("epochs")
@@ -648,7 +674,9 @@ class _BaseKerasEstimator(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            Training data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
         values : sequence of int
             Epoch counts, ascending, without duplicates.
         **fit_params
@@ -710,6 +738,46 @@ class _BaseKerasEstimator(BaseEstimator):
         raise NotImplementedError
 
 
+# -- what fused training (raygrid.keras.fused) needs from a wrapper ----------------
+
+
+def plan_fused_fit(
+    estimator: _BaseKerasEstimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None,
+    fit_params: dict[str, Any],
+) -> tuple[FitPlan, np.ndarray]:
+    """Everything ``estimator.fit(X, y)`` does before training, for a fit trained elsewhere.
+
+    Validates the data and the parameters, sets the data-dependent fitted attributes
+    and gets the compiled model (not entered: its initial values are what fused
+    training reads).
+
+    Returns
+    -------
+    plan : FitPlan
+    y_encoded : ndarray
+        ``plan.y`` encoded as the model's loss expects it.
+    """
+    X_valid, y_target, meta, head = estimator._fit_inputs(X, y)
+    plan = estimator._plan_fit(X_valid, y_target, sample_weight, meta, head, fit_params)
+    estimator._set_output_format(plan.session.model, X_valid[:1])
+    return plan, estimator._encode_y(plan.y)
+
+
+def record_fused_fit(
+    estimator: _BaseKerasEstimator, plan: FitPlan, result: training.FitResult
+) -> None:
+    """Set ``estimator``'s fitted attributes from a training result, as ``fit`` does.
+
+    For a fit planned by :func:`plan_fused_fit`.
+    """
+    estimator._record_fit(plan, result)
+
+
+# The docstrings of KerasClassifier and KerasRegressor repeat each other's parameters on
+# purpose: each class's reference page lists its whole constructor, as scikit-learn's do.
 class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
     """A scikit-learn classifier that trains a Keras network (TensorFlow backend).
 
@@ -915,9 +983,11 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training data.
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), optional
+            Weight of each sample in the loss; None weighs them equally.
         **fit_params
             ``class_weight``, ``epochs``, ``batch_size``, ``shuffle``, ``verbose``,
             ``callbacks``, ``validation_split``, ``validation_data`` (in label space) or
@@ -925,7 +995,8 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
 
         Returns
         -------
-        self
+        object
+            The fitted estimator, ``self``.
         """
         configure_tensorflow()
         X, y_index, meta, head = self._fit_inputs(X, y)
@@ -1012,6 +1083,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Samples, shaped like the training data.
 
         Returns
         -------
@@ -1036,6 +1108,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Samples, shaped like the training data.
 
         Returns
         -------
@@ -1186,8 +1259,11 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values.
         sample_weight : array-like of shape (n_samples,), optional
+            Weight of each sample in the loss; None weighs them equally.
         **fit_params
             ``epochs``, ``batch_size``, ``shuffle``, ``verbose``, ``callbacks``,
             ``validation_split``, ``validation_data`` or any other ``model.fit``
@@ -1195,7 +1271,8 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
 
         Returns
         -------
-        self
+        object
+            The fitted estimator, ``self``.
         """
         configure_tensorflow()
         X, y2, meta, head = self._fit_inputs(X, y)
@@ -1241,11 +1318,12 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Samples, shaped like the training data.
 
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            float64; 1-D when the model was fitted on 1-D ``y``.
+            Float64; 1-D when the model was fitted on 1-D ``y``.
         """
         out = self._forward(X).astype(np.float64).reshape(-1, self.n_outputs_)
         return out[:, 0] if self._y_1d else out

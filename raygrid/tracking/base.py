@@ -100,11 +100,14 @@ class CandidateResult:
         return all(r.failed for r in self.records)
 
     def metrics(self) -> dict[str, float]:
-        """Its numbers under their ``cv_results_`` names.
+        """Collect the candidate's numbers under their ``cv_results_`` names.
 
-        Per-split, mean and (population) standard deviation of every test (and train)
-        metric, mean and std of fit and score times, and each split's ``n_iter`` and
-        ``best_epoch`` when the estimator reported them.
+        Returns
+        -------
+        dict of str to float
+            Per-split, mean and (population) standard deviation of every test (and
+            train) metric, mean and std of fit and score times, and each split's
+            ``n_iter`` and ``best_epoch`` when the estimator reported them.
         """
         out: dict[str, float] = {}
         for prefix in ("test", "train"):
@@ -128,7 +131,11 @@ class CandidateResult:
     def curves(self) -> dict[str, list[float]]:
         """Per-epoch curves the fits reported (``loss_curve``, ...), by ``split<k>_<name>``.
 
-        Also ``mean_<name>``: the mean over splits, for the epochs every split reached.
+        Returns
+        -------
+        dict of str to list of float
+            ``split<k>_<name>`` for each split's curve, and ``mean_<name>``: the mean
+            over splits, for the epochs every split reached.
         """
         out: dict[str, list[float]] = {}
         names = {k for r in self.records for k, v in r.fit_info.items() if isinstance(v, list)}
@@ -182,14 +189,40 @@ class TrackerRun(ABC):
 
     @abstractmethod
     def log_candidates(self, candidates: list[CandidateResult]) -> None:
-        """Log candidates that finished every split."""
+        """Log candidates that finished every split.
+
+        Parameters
+        ----------
+        candidates : list of CandidateResult
+            The candidates, each with all its splits' records.
+        """
 
     @abstractmethod
     def end(self, search: Any) -> dict[str, Any]:
-        """Log the finished search (``search`` is fitted); return where it was logged."""
+        """Log the finished search; return where it was logged.
+
+        Parameters
+        ----------
+        search : BaseSearchCV
+            The fitted search.
+
+        Returns
+        -------
+        dict
+            Where the search was logged (run ids, directories); the search's
+            ``tracking_`` holds it under the tracker's name.
+        """
 
     def abort(self, reason: str) -> None:  # noqa: B027  (optional for trackers)
-        """The search raised ``reason`` (an exception's text) or was interrupted."""
+        """Close the logging of a search that raised or was interrupted.
+
+        Does nothing unless a tracker overrides it.
+
+        Parameters
+        ----------
+        reason : str
+            The exception's text, or why the search stopped.
+        """
 
 
 class Tracker(ABC):
@@ -227,7 +260,18 @@ class Tracker(ABC):
 
     @abstractmethod
     def open(self, start: SearchStart) -> TrackerRun:
-        """Start logging a search."""
+        """Start logging a search.
+
+        Parameters
+        ----------
+        start : SearchStart
+            What is known of the search when it starts.
+
+        Returns
+        -------
+        TrackerRun
+            The run that logs this search's candidates and end.
+        """
 
 
 def absolute_dir(path: str | os.PathLike | None) -> str | None:

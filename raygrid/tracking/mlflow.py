@@ -88,7 +88,18 @@ class MLflowTracker(Tracker):
     name = "mlflow"
 
     def open(self, start: SearchStart) -> MLflowRun:
-        """Create (or, for a resumed search, find) the parent run."""
+        """Create (or, for a resumed search, find) the parent run.
+
+        Parameters
+        ----------
+        start : SearchStart
+            As for :meth:`Tracker.open`.
+
+        Returns
+        -------
+        MLflowRun
+            The run that logs the search's candidates as child runs.
+        """
         return MLflowRun(self, start)
 
 

@@ -54,7 +54,19 @@ class TensorBoardTracker(Tracker):
     name = "tensorboard"
 
     def open(self, start: SearchStart) -> TensorBoardRun:
-        """Check that TensorBoard is installed and create ``logdir``."""
+        """Check that TensorBoard is installed and create ``logdir``.
+
+        Parameters
+        ----------
+        start : SearchStart
+            As for :meth:`Tracker.open` (unused: the summaries are written as
+            candidates finish).
+
+        Returns
+        -------
+        TensorBoardRun
+            The run that writes the search's summaries.
+        """
         return TensorBoardRun(absolute_dir(self.logdir))
 
 
