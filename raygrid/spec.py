@@ -471,6 +471,19 @@ def _fit_timeout_problem(value: Any) -> str | None:
     return None if ok else "a number of seconds > 0"
 
 
+def _refit_refused(refit: Any, metrics: list[str]) -> bool:
+    """Whether the search's ``_check_refit_for_multimetric`` refuses ``refit`` for ``metrics``."""
+    from sklearn.dummy import DummyClassifier
+
+    from raygrid.search import RayGridSearchCV
+
+    try:
+        RayGridSearchCV(DummyClassifier(), {}, refit=refit)._check_refit_for_multimetric(metrics)
+    except ValueError:
+        return True
+    return False
+
+
 def _checked_by_constraints(name: str) -> Any:
     return lambda value: _constraint_problem(name, value)
 
@@ -691,14 +704,9 @@ class _Checker:
         metrics: list[str] | None = None
         if scoring is not _MISSING:
             out["scoring"], metrics = self.check_scoring(scoring)
-        if "refit" in table:
-            out["refit"] = self.check_refit(table["refit"], metrics)
-        elif metrics is not None and len(metrics) > 1:
-            self.fail(
-                "[search].refit",
-                f"missing; with several scoring metrics, set refit to one of {metrics} "
-                "or to false",
-            )
+        refit = self.check_refit(table.get("refit", _MISSING), metrics)
+        if refit is not _MISSING:
+            out["refit"] = refit
 
     def check_optional_options(self, table: dict, out: dict[str, Any]) -> None:
         """The options only some versions of ``RayGridSearchCV`` have."""
@@ -763,11 +771,16 @@ class _Checker:
         return {}
 
     def check_grid_table(self, table: dict, where: str) -> dict[str, list]:
+        """One table of ``param_grid``; each entry as scikit-learn's ParameterGrid wants it."""
+        from sklearn.model_selection import ParameterGrid
+
         if not table:
             self.fail(where, "at least one parameter, got an empty table")
         out = {}
         for name, values in table.items():
-            if not isinstance(values, list) or not values:
+            try:  # ParameterGrid's rule: a non-empty sequence, not a string
+                ParameterGrid({name: values})
+            except (TypeError, ValueError):
                 self.fail(
                     f"{where}.{_key(name)}",
                     "a non-empty array of values (write [x] for a single value)",
@@ -778,13 +791,24 @@ class _Checker:
         return out
 
     def check_cv(self, value: Any) -> Any:
-        if _is_int(value):
-            if value < 2:
+        """``cv``: an int (TOML) that scikit-learn's ``check_cv`` takes, or a splitter table."""
+        from sklearn.model_selection import check_cv
+
+        if not _is_int(value):
+            if not isinstance(value, dict):
                 self.fail("[search].cv", "an int >= 2 or a table", value)
-            return value
-        if not isinstance(value, dict):
+                return None
+            return self.check_cv_table(value)
+        try:  # check_cv's KFold refuses fewer than 2 splits
+            check_cv(value)
+        except ValueError:
             self.fail("[search].cv", "an int >= 2 or a table", value)
-            return None
+        return value
+
+    def check_cv_table(self, value: dict) -> Any:
+        """``cv = { class = "...", ... }``: the splitter, built with the table's arguments."""
+        from sklearn.model_selection import check_cv
+
         path = value.get("class", _MISSING)
         if not isinstance(path, str):
             self.fail(
@@ -796,7 +820,9 @@ class _Checker:
         cls = self.import_object("[search].cv.class", path)
         if cls is None:
             return None
-        if not hasattr(cls, "split"):
+        try:  # check_cv's rule for a splitter (a split method), asked before building one
+            check_cv(cls)
+        except ValueError:
             self.fail("[search].cv.class", f"{path!r} is not a CV splitter (no split method)")
             return None
         args = {k: _tuplify(v) for k, v in value.items() if k != "class"}
@@ -808,56 +834,74 @@ class _Checker:
             self.fail(key, f"{cls.__name__}(...) failed: {type(exc).__name__}: {exc}")
             return None
 
+    def check_scorer_name(self, key: str, name: Any) -> bool:
+        """A scorer name, as scikit-learn's ``check_scoring`` takes it; a problem if not."""
+        from sklearn.metrics import check_scoring, get_scorer_names
+
+        if not isinstance(name, str):
+            self.fail(key, "a scorer name (a string)", name)
+            return False
+        try:
+            check_scoring(None, scoring=name)
+        except ValueError:
+            hint = difflib.get_close_matches(name, list(get_scorer_names()), n=1)
+            text = f"unknown scorer {name!r}"
+            text += f" (did you mean {hint[0]!r}?)" if hint else ""
+            self.fail(key, text + "; see sklearn.metrics.get_scorer_names()")
+            return False
+        return True
+
     def check_scoring(self, value: Any) -> tuple[Any, list[str] | None]:
-        from sklearn.metrics import get_scorer_names
-
-        known = list(get_scorer_names())
-
-        def check_name(key: str, name: Any) -> bool:
-            if not isinstance(name, str):
-                self.fail(key, "a scorer name (a string)", name)
-                return False
-            if name not in known:
-                hint = difflib.get_close_matches(name, known, n=1)
-                text = f"unknown scorer {name!r}"
-                text += f" (did you mean {hint[0]!r}?)" if hint else ""
-                self.fail(key, text + "; see sklearn.metrics.get_scorer_names()")
-                return False
-            return True
+        """``scoring``: a scorer name or an array of them; and the metrics' names."""
+        from sklearn.metrics import check_scoring
 
         if isinstance(value, str):
-            check_name("[search].scoring", value)
+            self.check_scorer_name("[search].scoring", value)
             return value, [value]
         if isinstance(value, list) and value:
-            ok = all(check_name(f"[search].scoring[{i}]", v) for i, v in enumerate(value))
-            if ok and len(set(value)) != len(value):
-                self.fail("[search].scoring", "distinct scorer names", value)
+            names = enumerate(value)
+            if all(self.check_scorer_name(f"[search].scoring[{i}]", v) for i, v in names):
+                try:  # of known names, check_scoring refuses only a repeated one
+                    check_scoring(None, scoring=value)
+                except ValueError:
+                    self.fail("[search].scoring", "distinct scorer names", value)
             return list(value), list(value)
         self.fail("[search].scoring", "a scorer name or a non-empty array of them", value)
         return None, None
 
     def check_refit(self, value: Any, metrics: list[str] | None) -> Any:
-        multi = metrics is not None and len(metrics) > 1
-        if isinstance(value, bool):
-            if value and multi:
-                self.fail(
-                    "[search].refit",
-                    f"with several scoring metrics, expected false or one of {metrics}",
-                    value,
-                )
-            return value
-        if isinstance(value, str):
-            if not multi:
+        """``refit`` (``_MISSING`` when not set) against the metrics of ``scoring``.
+
+        With several metrics the rule is the search's own ``_check_refit_for_multimetric``;
+        with one, the spec takes only true or false.
+        """
+        if value is not _MISSING and _constraint_problem("refit", value) is not None:
+            self.fail("[search].refit", "true, false or a scoring metric name", value)
+            return True
+        if metrics is None or len(metrics) < 2:
+            if isinstance(value, str):
                 self.fail(
                     "[search].refit",
                     "true or false (a metric name only with several scoring metrics)",
                     value,
                 )
-            elif value not in metrics:
-                self.fail("[search].refit", f"one of the scoring metrics {metrics}", value)
             return value
-        self.fail("[search].refit", "true, false or a scoring metric name", value)
-        return True
+        if _refit_refused(True if value is _MISSING else value, metrics):
+            if value is _MISSING:
+                self.fail(
+                    "[search].refit",
+                    f"missing; with several scoring metrics, set refit to one of {metrics} "
+                    "or to false",
+                )
+            elif value is True:
+                self.fail(
+                    "[search].refit",
+                    f"with several scoring metrics, expected false or one of {metrics}",
+                    value,
+                )
+            else:
+                self.fail("[search].refit", f"one of the scoring metrics {metrics}", value)
+        return value
 
     def check_grid(self, estimator: Any, grid: Any) -> None:
         from sklearn.model_selection import ParameterGrid
