@@ -42,6 +42,15 @@ the data file and its columns, the output location. Each problem is reported as 
 ``FILE: KEY: what was expected, got what``, all of them at once in one
 :class:`SpecError`.
 
+This module owns the TOML shapes and types of ``[estimator]`` and ``[search]``, and
+building the search from them. The rules on the values are their owners': the search
+class's ``_parameter_constraints``, ``_validate_params`` and
+``_check_refit_for_multimetric``, scikit-learn's ``check_cv``, ``check_scoring`` and
+``ParameterGrid``, and :mod:`raygrid.validate`; their refusals are said here as
+``FILE: [search].key: ...`` lines. ``[data]`` is :mod:`raygrid.spec_data`'s,
+``[output]`` and ``[tracking]`` :mod:`raygrid.spec_output`'s, and the collecting and
+wording of problems :mod:`raygrid.spec_problems`'.
+
 Relative ``[data].path`` values resolve against the spec file's folder; a relative
 ``[output].path`` or ``[search].results_dir`` against the current working directory.
 """
@@ -53,15 +62,23 @@ import importlib
 import inspect
 import math
 import os
-import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raygrid.results import is_uri, read_schema, read_table
-from raygrid.text import error_line, shorten
-from raygrid.toml_writer import toml_key, toml_value
+from raygrid.results import is_uri
+from raygrid.spec_data import DATA_FORMATS, DataSpec, LoadedData, check_data, check_data_columns
+from raygrid.spec_data import load_data as _load_data
+from raygrid.spec_output import check_output, check_tracking
+from raygrid.spec_problems import (
+    MISSING,
+    OUTPUT_SCHEMES,
+    Problems,
+    SpecError,
+    key_text,
+    tuplify,
+)
 from raygrid.validate import (
     UnknownParameterError,
     check_candidate_params,
@@ -80,20 +97,6 @@ __all__ = [
     "load_spec",
     "parse_spec",
 ]
-
-#: File extensions of ``[data].path`` and the format each is read as.
-DATA_FORMATS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".arrow": "arrow",
-    ".ipc": "arrow",
-    ".feather": "arrow",
-    ".fea": "arrow",
-}
-
-#: URI schemes accepted for ``[output].path`` and ``[data].path`` (pyarrow filesystems).
-OUTPUT_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 _SECTIONS = {
     "estimator": "the estimator to tune",
@@ -138,66 +141,6 @@ SEARCH_KINDS = {
     "halving_random": ("RayHalvingRandomSearchCV", ("n_candidates", *_HALVING_OPTIONS)),
 }
 _KIND_KEYS = tuple(sorted({k for _, keys in SEARCH_KINDS.values() for k in keys}))
-_DATA_KEYS = ("path", "format", "target", "features", "groups", "generator", "dataset", "args")
-_OUTPUT_KEYS = ("path",)
-_TRACKING_KEYS = ("uri", "experiment", "run_name", "tags", "tensorboard_dir")
-_MISSING = object()
-
-
-class SpecError(ValueError):
-    """A search spec that cannot be run, with every problem found.
-
-    Each problem is one line ``FILE: KEY: what was expected, got what``.
-
-    Attributes
-    ----------
-    file : str
-        The spec file as it was named.
-    problems : list of str
-        One message per problem.
-    keys : list of str
-        The spec key each problem is about (``""`` when about the whole file).
-    """
-
-    def __init__(self, file: str, problems: list[tuple[str, str]]) -> None:
-        self.file = file
-        self.keys = [key for key, _ in problems]
-        self.problems = [
-            f"{file}: {key}: {text}" if key else f"{file}: {text}" for key, text in problems
-        ]
-        super().__init__("\n".join(self.problems))
-
-
-@dataclass
-class LoadedData:
-    """The data of a spec, ready for ``fit``: ``search.fit(X, y, **fit_params)``."""
-
-    X: Any
-    y: Any
-    fit_params: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-
-
-@dataclass
-class DataSpec:
-    """Where the data comes from: a file (``path``) or a scikit-learn function."""
-
-    path: str | None = None
-    format: str | None = None
-    target: str | None = None
-    features: list[str] | None = None
-    groups: str | None = None
-    generator: str | None = None
-    dataset: str | None = None
-    args: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        """A short human-readable name of the data source."""
-        if self.path is not None:
-            return self.path
-        name = self.generator or self.dataset
-        args = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
-        return f"{name}({args})"
 
 
 @dataclass
@@ -271,29 +214,7 @@ class SearchSpec:
         SpecError
             If the file cannot be read or the function fails with the given arguments.
         """
-        data = self.data
-        if data.path is not None:
-            return _load_table_data(self.file, data)
-        import sklearn.datasets
-
-        name = data.generator or data.dataset
-        key = "[data].generator" if data.generator else "[data].dataset"
-        func = getattr(sklearn.datasets, name)
-        kwargs = dict(data.args)
-        if data.dataset:
-            kwargs["return_X_y"] = True
-        try:
-            result = func(**kwargs)
-        except Exception as exc:
-            raise SpecError(
-                self.file, [(key, f"{name}(...) failed: {type(exc).__name__}: {exc}")]
-            ) from None
-        if not isinstance(result, tuple) or len(result) < 2:
-            raise SpecError(self.file, [(key, f"{name}(...) did not return (X, y)")])
-        X, y = result[0], result[1]
-        return LoadedData(
-            X=X, y=y, description=f"{name}: {_shape_text(X)}, target of {len(y)} values"
-        )
+        return _load_data(self.file, self.data)
 
 
 # -- reading and checking -------------------------------------------------------------
@@ -507,29 +428,16 @@ _OPTIONAL_SEARCH_CHECKS = {
 }
 
 
-class _Checker:
+class _Checker(Problems):
     """Collects every problem of a spec, then raises them together."""
 
     def __init__(self, file: str, base_dir: Path) -> None:
-        self.file = file
+        super().__init__(file)
         self.base_dir = base_dir
-        self.problems: list[tuple[str, str]] = []
-
-    # -- reporting ----------------------------------------------------------------
-
-    def fail(self, key: str, expected: str, got: Any = _MISSING) -> None:
-        if got is _MISSING:
-            self.problems.append((key, expected))
-        else:
-            self.problems.append((key, f"expected {expected}, got {_describe(got)}"))
-
-    def raise_if_failed(self) -> None:
-        if self.problems:
-            raise SpecError(self.file, self.problems)
 
     def table(self, doc: dict, name: str, required: bool) -> dict | None:
-        value = doc.get(name, _MISSING)
-        if value is _MISSING:
+        value = doc.get(name, MISSING)
+        if value is MISSING:
             if required:
                 self.fail(f"[{name}]", f"missing table ({_SECTIONS[name]})")
             return None
@@ -537,15 +445,6 @@ class _Checker:
             self.fail(f"[{name}]", "a table", value)
             return None
         return value
-
-    def unknown_keys(self, table: dict, allowed: tuple[str, ...], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                text = f"unknown key; expected one of {', '.join(allowed)}"
-                if hint:
-                    text += f" (did you mean {hint[0]!r}?)"
-                self.fail(f"{where}.{_key(key)}", text)
 
     # -- the whole document ---------------------------------------------------------
 
@@ -559,7 +458,7 @@ class _Checker:
                 )
                 if hint:
                     text += f" (did you mean [{hint[0]}]?)"
-                self.fail(f"[{name}]" if isinstance(value, dict) else _key(name), text)
+                self.fail(f"[{name}]" if isinstance(value, dict) else key_text(name), text)
 
         estimator = self.table(doc, "estimator", required=True)
         search = self.table(doc, "search", required=True)
@@ -572,16 +471,16 @@ class _Checker:
         )
         search_params = self.check_search(search) if search is not None else {}
         if tracking is not None:
-            search_params["tracking"] = self.check_tracking(tracking)
-        data_spec = self.check_data(data) if data is not None else None
-        output_path = self.check_output(output) if output is not None else None
+            search_params["tracking"] = check_tracking(self, tracking)
+        data_spec = check_data(self, data, self.base_dir) if data is not None else None
+        output_path = check_output(self, output) if output is not None else None
         self.raise_if_failed()
 
         # Checks that need the parts above to be sound.
         estimator_obj = self.check_estimator_params(estimator_class, estimator_params)
         self.raise_if_failed()
         self.check_grid(estimator_obj, search_params["param_grid"])
-        self.check_data_columns(data_spec)
+        check_data_columns(self, data_spec)
         self.raise_if_failed()
         return SearchSpec(
             file=self.file,
@@ -598,8 +497,8 @@ class _Checker:
     def check_estimator(self, table: dict) -> tuple[type | None, dict]:
         self.unknown_keys(table, _ESTIMATOR_KEYS, "[estimator]")
         cls = None
-        path = table.get("class", _MISSING)
-        if path is _MISSING:
+        path = table.get("class", MISSING)
+        if path is MISSING:
             self.fail(
                 "[estimator].class",
                 'missing; expected an import path like "raygrid.keras.KerasClassifier"',
@@ -621,7 +520,7 @@ class _Checker:
         if not isinstance(params, dict):
             self.fail("[estimator.params]", "a table of constructor arguments", params)
             params = {}
-        return cls, _tuplify(params)
+        return cls, tuplify(params)
 
     def check_estimator_params(self, cls: type, params: dict) -> Any:
         try:
@@ -635,14 +534,14 @@ class _Checker:
             for key in params:
                 if key not in names:
                     text = _no_parameter(cls.__name__, key, names)
-                    self.fail(f"[estimator.params].{_key(key)}", text)
+                    self.fail(f"[estimator.params].{key_text(key)}", text)
             if self.problems:
                 return None
         try:
             return cls(**params)
         except Exception as exc:
             bad = next((k for k in params if repr(k) in str(exc)), None)
-            key = f"[estimator.params].{_key(bad)}" if bad else "[estimator.params]"
+            key = f"[estimator.params].{key_text(bad)}" if bad else "[estimator.params]"
             self.fail(key, f"{cls.__name__}(...) failed: {type(exc).__name__}: {exc}")
             return None
 
@@ -673,8 +572,8 @@ class _Checker:
         self.unknown_keys(table, (*_SEARCH_KEYS, "kind", *_KIND_KEYS), "[search]")
         out: dict[str, Any] = {}
         self.check_kind_options(table, out)
-        grid = table.get("param_grid", _MISSING)
-        if grid is _MISSING:
+        grid = table.get("param_grid", MISSING)
+        if grid is MISSING:
             self.fail(
                 "[search].param_grid",
                 "missing; expected a table of arrays, e.g. { units = [32, 64] }, "
@@ -700,12 +599,12 @@ class _Checker:
             self.fail(f"[search].{name}", expected, table[name])
 
     def check_scoring_and_refit(self, table: dict, out: dict[str, Any]) -> None:
-        scoring = table.get("scoring", _MISSING)
+        scoring = table.get("scoring", MISSING)
         metrics: list[str] | None = None
-        if scoring is not _MISSING:
+        if scoring is not MISSING:
             out["scoring"], metrics = self.check_scoring(scoring)
-        refit = self.check_refit(table.get("refit", _MISSING), metrics)
-        if refit is not _MISSING:
+        refit = self.check_refit(table.get("refit", MISSING), metrics)
+        if refit is not MISSING:
             out["refit"] = refit
 
     def check_optional_options(self, table: dict, out: dict[str, Any]) -> None:
@@ -782,12 +681,12 @@ class _Checker:
                 ParameterGrid({name: values})
             except (TypeError, ValueError):
                 self.fail(
-                    f"{where}.{_key(name)}",
+                    f"{where}.{key_text(name)}",
                     "a non-empty array of values (write [x] for a single value)",
                     values,
                 )
                 continue
-            out[name] = [_tuplify(v) for v in values]
+            out[name] = [tuplify(v) for v in values]
         return out
 
     def check_cv(self, value: Any) -> Any:
@@ -809,12 +708,12 @@ class _Checker:
         """``cv = { class = "...", ... }``: the splitter, built with the table's arguments."""
         from sklearn.model_selection import check_cv
 
-        path = value.get("class", _MISSING)
+        path = value.get("class", MISSING)
         if not isinstance(path, str):
             self.fail(
                 "[search].cv.class",
                 'a splitter import path like "sklearn.model_selection.KFold"',
-                None if path is _MISSING else path,
+                None if path is MISSING else path,
             )
             return None
         cls = self.import_object("[search].cv.class", path)
@@ -825,12 +724,12 @@ class _Checker:
         except ValueError:
             self.fail("[search].cv.class", f"{path!r} is not a CV splitter (no split method)")
             return None
-        args = {k: _tuplify(v) for k, v in value.items() if k != "class"}
+        args = {k: tuplify(v) for k, v in value.items() if k != "class"}
         try:
             return cls(**args)
         except Exception as exc:
             bad = next((k for k in args if repr(k) in str(exc) or k in str(exc)), None)
-            key = f"[search].cv.{_key(bad)}" if bad else "[search].cv"
+            key = f"[search].cv.{key_text(bad)}" if bad else "[search].cv"
             self.fail(key, f"{cls.__name__}(...) failed: {type(exc).__name__}: {exc}")
             return None
 
@@ -870,12 +769,12 @@ class _Checker:
         return None, None
 
     def check_refit(self, value: Any, metrics: list[str] | None) -> Any:
-        """``refit`` (``_MISSING`` when not set) against the metrics of ``scoring``.
+        """``refit`` (``MISSING`` when not set) against the metrics of ``scoring``.
 
         With several metrics the rule is the search's own ``_check_refit_for_multimetric``;
         with one, the spec takes only true or false.
         """
-        if value is not _MISSING and _constraint_problem("refit", value) is not None:
+        if value is not MISSING and _constraint_problem("refit", value) is not None:
             self.fail("[search].refit", "true, false or a scoring metric name", value)
             return True
         if metrics is None or len(metrics) < 2:
@@ -886,8 +785,8 @@ class _Checker:
                     value,
                 )
             return value
-        if _refit_refused(True if value is _MISSING else value, metrics):
-            if value is _MISSING:
+        if _refit_refused(True if value is MISSING else value, metrics):
+            if value is MISSING:
                 self.fail(
                     "[search].refit",
                     f"missing; with several scoring metrics, set refit to one of {metrics} "
@@ -922,264 +821,9 @@ class _Checker:
             except UnknownParameterError as exc:
                 names = sorted(estimator.get_params(deep=True))
                 text = _no_parameter(type(estimator).__name__, exc.name, names)
-                self.fail(f"{where}.{_key(exc.name)}", text)
+                self.fail(f"{where}.{key_text(exc.name)}", text)
             except Exception as exc:
                 self.fail(where, f"{type(exc).__name__}: {exc}")
-
-    # -- [data] ---------------------------------------------------------------------
-
-    def check_data(self, table: dict) -> DataSpec | None:
-        self.unknown_keys(table, _DATA_KEYS, "[data]")
-        sources = [k for k in ("path", "generator", "dataset") if k in table]
-        if len(sources) != 1:
-            self.fail(
-                "[data]",
-                "exactly one of path (a data file), generator (e.g. "
-                '"make_classification") or dataset (e.g. "load_digits"), got '
-                + (", ".join(sources) if sources else "none"),
-            )
-            return None
-        source = sources[0]
-        spec = DataSpec()
-        if source == "path":
-            for key in ("args",):
-                if key in table:
-                    self.fail(f"[data].{key}", "only with generator or dataset, not with path")
-            self.check_data_path(table, spec)
-        else:
-            self.check_data_function(table, spec, source)
-        return spec
-
-    def check_data_function(self, table: dict, spec: DataSpec, source: str) -> None:
-        """``[data].generator`` or ``[data].dataset``: a function of ``sklearn.datasets``."""
-        for key in ("target", "features", "groups", "format"):
-            if key in table:
-                self.fail(f"[data].{key}", f"only with path, not with {source}")
-        name = table[source]
-        args = table.get("args", {})
-        if not isinstance(args, dict):
-            self.fail("[data.args]", f"a table of {source} arguments", args)
-            args = {}
-        spec.args = _tuplify(args)
-        if not isinstance(name, str):
-            self.fail(f"[data].{source}", "a function name of sklearn.datasets", name)
-            return
-        import sklearn.datasets
-
-        prefix = "make_" if source == "generator" else "load_"
-        choices = [
-            n
-            for n in getattr(sklearn.datasets, "__all__", dir(sklearn.datasets))
-            if n.startswith(prefix)
-            and (
-                source == "generator"
-                or "return_X_y" in inspect.signature(getattr(sklearn.datasets, n)).parameters
-            )
-        ]
-        if name not in choices:
-            hint = difflib.get_close_matches(name, choices, n=1)
-            what = "generator" if source == "generator" else "bundled dataset loader"
-            text = f"unknown scikit-learn {what} {name!r}"
-            text += f" (did you mean {hint[0]!r}?)" if hint else f"; one of {', '.join(choices)}"
-            self.fail(f"[data].{source}", text)
-            return
-        setattr(spec, source, name)
-        func = getattr(sklearn.datasets, name)
-        params = inspect.signature(func).parameters
-        for key in args:
-            if key not in params or (source == "dataset" and key == "return_X_y"):
-                hint = difflib.get_close_matches(key, list(params), n=1)
-                text = f"{name}() has no argument {key!r}"
-                if source == "dataset" and key == "return_X_y":
-                    text = "return_X_y is always true here; remove it"
-                elif hint:
-                    text += f" (did you mean {hint[0]!r}?)"
-                self.fail(f"[data.args].{_key(key)}", text)
-
-    def check_data_path(self, table: dict, spec: DataSpec) -> None:
-        found = self.data_file(table)
-        if found is None:
-            return
-        resolved, fmt = found
-        spec.path = resolved
-        spec.format = "arrow" if fmt == "feather" else fmt
-        self.check_data_column_keys(table, spec)
-
-    def data_file(self, table: dict) -> tuple[str, str] | None:
-        """``[data].path`` resolved, and its format; None when either is wrong."""
-        path = table["path"]
-        if not isinstance(path, str) or not path:
-            self.fail("[data].path", "a file path or URI (a string)", path)
-            return None
-        fmt = table.get("format", _MISSING)
-        if fmt is not _MISSING and fmt not in ("parquet", "csv", "arrow", "feather"):
-            self.fail("[data].format", 'one of "parquet", "csv", "arrow", "feather"', fmt)
-            return None
-        if is_uri(path):
-            if not self.known_scheme("[data].path", path):
-                return None
-            resolved = path
-        else:
-            resolved = str((self.base_dir / os.path.expanduser(path)).resolve())
-            if not os.path.exists(resolved):
-                self.fail("[data].path", f"no such file: {resolved}")
-                return None
-            if not os.path.isfile(resolved):
-                self.fail("[data].path", f"not a file: {resolved}")
-                return None
-        if fmt is _MISSING:
-            suffix = os.path.splitext(path.rstrip("/"))[1].lower()
-            fmt = DATA_FORMATS.get(suffix)
-            if fmt is None:
-                self.fail(
-                    "[data].path",
-                    f"a file ending in one of {', '.join(DATA_FORMATS)} (or set [data].format)",
-                    path,
-                )
-                return None
-        return resolved, fmt
-
-    def check_data_column_keys(self, table: dict, spec: DataSpec) -> None:
-        target = table.get("target", _MISSING)
-        if target is _MISSING:
-            self.fail("[data].target", "missing; expected the name of the target column")
-        elif not isinstance(target, str):
-            self.fail("[data].target", "a column name (a string)", target)
-        else:
-            spec.target = target
-        if "features" in table:
-            features = table["features"]
-            if (
-                not isinstance(features, list)
-                or not features
-                or not all(isinstance(f, str) for f in features)
-            ):
-                self.fail("[data].features", "a non-empty array of column names", features)
-            elif len(set(features)) != len(features):
-                self.fail("[data].features", "distinct column names", features)
-            else:
-                spec.features = list(features)
-        if "groups" in table:
-            groups = table["groups"]
-            if not isinstance(groups, str):
-                self.fail("[data].groups", "a column name (a string)", groups)
-            else:
-                spec.groups = groups
-
-    def check_data_columns(self, spec: DataSpec) -> None:
-        if spec.path is None or spec.target is None:
-            return
-        try:
-            columns = read_schema(spec.path, spec.format).names
-        except Exception as exc:
-            self.fail(
-                "[data].path", f"cannot read {spec.path} as {spec.format}: {error_line(exc)}"
-            )
-            return
-
-        def missing(key: str, name: str) -> None:
-            hint = difflib.get_close_matches(name, columns, n=1)
-            text = f"no column {name!r} in {os.path.basename(spec.path)}"
-            text += f" (did you mean {hint[0]!r}?)" if hint else f"; columns: {columns}"
-            self.fail(key, text)
-
-        if spec.target not in columns:
-            missing("[data].target", spec.target)
-        if spec.groups is not None and spec.groups not in columns:
-            missing("[data].groups", spec.groups)
-        if spec.features is not None:
-            for i, name in enumerate(spec.features):
-                if name not in columns:
-                    missing(f"[data].features[{i}]", name)
-                elif name == spec.target:
-                    self.fail(f"[data].features[{i}]", f"the target column {name!r} is a feature")
-        elif not [c for c in columns if c not in (spec.target, spec.groups)]:
-            self.fail("[data].features", "at least one feature column besides target and groups")
-
-    # -- [output] -------------------------------------------------------------------
-
-    def check_tracking(self, table: dict) -> list[Any]:
-        """``[tracking]``: MLflow when any MLflow key is set, TensorBoard when its dir is."""
-        from raygrid.tracking import MLflowTracker, TensorBoardTracker
-
-        self.unknown_keys(table, _TRACKING_KEYS, "[tracking]")
-        for key in ("uri", "experiment", "run_name", "tensorboard_dir"):
-            if key in table and (not isinstance(table[key], str) or not table[key]):
-                self.fail(f"[tracking].{key}", "a non-empty string", table[key])
-        tags = table.get("tags", {})
-        if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-            self.fail("[tracking].tags", 'a table of strings, e.g. { team = "vision" }', tags)
-        trackers: list[Any] = []
-        mlflow_keys = {
-            k: table[k] for k in ("uri", "experiment", "run_name", "tags") if k in table
-        }
-        if mlflow_keys:
-            trackers.append(MLflowTracker(**mlflow_keys))
-        if "tensorboard_dir" in table:
-            trackers.append(TensorBoardTracker(os.path.abspath(table["tensorboard_dir"])))
-        if not trackers:
-            self.fail("[tracking]", "empty; set uri/experiment (MLflow) or tensorboard_dir")
-        return trackers
-
-    def known_scheme(self, key: str, uri: str) -> bool:
-        """Whether ``uri``'s scheme is one pyarrow can read and write; a problem if not."""
-        if uri.split("://", 1)[0].lower() in OUTPUT_SCHEMES:
-            return True
-        self.fail(
-            key, f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}", uri
-        )
-        return False
-
-    def check_output(self, table: dict) -> str | None:
-        self.unknown_keys(table, _OUTPUT_KEYS, "[output]")
-        path = table.get("path", _MISSING)
-        if path is _MISSING:
-            self.fail("[output].path", "missing; expected a directory path or URI")
-            return None
-        if not isinstance(path, str) or not path:
-            self.fail("[output].path", "a directory path or URI (a string)", path)
-            return None
-        if is_uri(path):
-            return path if self.known_scheme("[output].path", path) else None
-        if "://" in path or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", path):
-            self.fail("[output].path", "a local path or a URI like s3://bucket/dir", path)
-            return None
-        resolved = os.path.abspath(os.path.expanduser(path))
-        if os.path.exists(resolved) and not os.path.isdir(resolved):
-            self.fail("[output].path", f"a directory, but {resolved} is a file")
-            return None
-        return resolved
-
-
-# -- data files -----------------------------------------------------------------------
-
-
-def _load_table_data(file: str, data: DataSpec) -> LoadedData:
-    try:
-        table = read_table(data.path, data.format)
-    except Exception as exc:
-        raise SpecError(
-            file, [("[data].path", f"cannot read {data.path} as {data.format}: {error_line(exc)}")]
-        ) from None
-    frame = table.to_pandas()
-    features = data.features or [c for c in frame.columns if c not in (data.target, data.groups)]
-    X = frame[features]
-    y = frame[data.target].to_numpy()
-    problems = []
-    if frame[data.target].isna().any():
-        problems.append(("[data].target", f"column {data.target!r} has missing values"))
-    if problems:
-        raise SpecError(file, problems)
-    fit_params = {}
-    if data.groups is not None:
-        fit_params["groups"] = frame[data.groups].to_numpy()
-    return LoadedData(
-        X=X,
-        y=y,
-        fit_params=fit_params,
-        description=f"{data.path}: {len(frame)} rows, {len(features)} features, "
-        f"target {data.target!r}" + (f", groups {data.groups!r}" if data.groups else ""),
-    )
 
 
 # -- small helpers ----------------------------------------------------------------------
@@ -1193,44 +837,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _tuplify(value: Any) -> Any:
-    """TOML has no tuples: arrays inside grid values and arguments become tuples."""
-    if isinstance(value, list):
-        return tuple(_tuplify(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuplify(v) for k, v in value.items()}
-    return value
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict):
-        return "a table"
-    try:
-        text = toml_value(value)
-    except TypeError:
-        text = repr(value)
-    if isinstance(value, list):
-        text = "an array " + text
-    return shorten(text, 80, mark="...")
-
-
 def _no_parameter(owner: str, name: str, names: list[str]) -> str:
     """ "OWNER has no parameter NAME", with the closest of ``names`` as a hint."""
     hint = difflib.get_close_matches(name, names, n=1)
     return f"{owner} has no parameter {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-
-
-def _key(name: Any) -> str:
-    return toml_key(name) if isinstance(name, str) else repr(name)
-
-
-def _shape_text(X: Any) -> str:
-    shape = getattr(X, "shape", None)
-    if shape is not None and len(shape) == 2:
-        return f"{shape[0]} rows, {shape[1]} features"
-    return f"{len(X)} samples"
 
 
 def _search_accepts(name: str) -> bool:
