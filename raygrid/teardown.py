@@ -12,6 +12,11 @@ that runs before Ray's waits only as long as the workers' output takes to arrive
 ``ray.shutdown``, which stops the rest as Ray does (of its 0.3 s here, about 0.25 s is the
 driver waiting for a gRPC thread to end). Nothing is left running. A Ray that the user started or joined is left to Ray's own hook.
 
+A script that joined the kept-alive cluster of ``raygrid up`` exits the same quick way:
+it started no Ray process (so there is none to stop), and the warm workers' output does
+not come to it (they belong to the keeper's job); only workers it started itself are
+waited for.
+
 Last, the hook freezes the garbage collector's heap (:func:`gc.freeze`): the interpreter's
 own finalization otherwise runs full collections over every object that Ray, pandas and
 scikit-learn loaded, about 0.3 s on the machine measured. Objects alive at exit are still
@@ -36,7 +41,7 @@ _state: dict[str, Any] = {}
 
 
 def local_ray_started(live_workers: Callable[[], Iterable[Any]]) -> None:
-    """Register the quick exit for the local Ray just started in this process.
+    """Register the quick exit for the local Ray just started (or kept-alive one joined).
 
     Parameters
     ----------
