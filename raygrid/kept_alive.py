@@ -51,9 +51,10 @@ UP_SECONDS = 180.0
 # How long `raygrid down` gives the keeper to stop its Ray before killing what is left.
 DOWN_SECONDS = 20.0
 
-# The kept-alive cluster this process joined (its GCS address), and the lease it holds.
+# The kept-alive cluster this process joined (its GCS address), and the threads that
+# hold its lease (a search nested in one of them takes workers of its own).
 _joined: dict[str, Any] = {}
-_local = threading.local()
+_holders: set[int] = set()
 
 
 def state_dir() -> Path:
@@ -202,7 +203,10 @@ def join() -> bool:
     import ray
 
     use_token(state["token"])
-    ray.init(address=state["address"], logging_level=logging.ERROR)
+    try:
+        ray.init(address=state["address"], logging_level=logging.ERROR)
+    except ConnectionError:  # it stopped (idle) as this process came: start one's own
+        return False
     _joined.clear()
     _joined.update(state, gcs_address=ray.get_runtime_context().gcs_address)
     with contextlib.suppress(OSError):
@@ -227,6 +231,8 @@ class Lease:
         self.fd = fd
         self.actors = actors
         self.warm = warm
+        self.thread = threading.get_ident()
+        _holders.add(self.thread)
 
     def fits(self, num_cpus: float, num_gpus: float) -> bool:
         """Whether the warm workers hold slots of this size.
@@ -250,7 +256,7 @@ class Lease:
             os.utime(self.fd)  # the idle timeout counts from here
         os.close(self.fd)  # releases the lock
         self.fd = -1
-        _local.held = False
+        _holders.discard(self.thread)
 
 
 def lease_workers() -> Lease | None:
@@ -264,7 +270,7 @@ def lease_workers() -> Lease | None:
     """
     import ray
 
-    if not _joined or getattr(_local, "held", False) or not ray.is_initialized():
+    if not _joined or threading.get_ident() in _holders or not ray.is_initialized():
         return None
     if ray.get_runtime_context().gcs_address != _joined["gcs_address"]:
         return None
@@ -279,7 +285,6 @@ def lease_workers() -> Lease | None:
         )
         fcntl.flock(fd, fcntl.LOCK_EX)
     os.utime(fd)
-    _local.held = True
     return Lease(fd, _warm_actors(), _joined["warm"])
 
 
