@@ -5,6 +5,11 @@
     raygrid run SPEC.toml [--address ADDR] [--output DIR_OR_URI] [--top N] [-v]
     raygrid submit SPEC.toml [--address http://HEAD:8265] [--output DIR_OR_URI] [--no-wait]
     raygrid report PATH ...
+    raygrid up [--num-cpus N] [--num-gpus N] [--idle-timeout SECONDS]
+    raygrid down
+
+``up`` keeps a local Ray running, with warm workers, for later scripts on this machine
+to join; ``down`` stops it (see :mod:`raygrid.kept_alive`).
 
 ``--output`` replaces the spec's ``[output].path``, so one spec can write to a local
 folder here and to object storage (``s3://bucket/dir``) on a cluster.
@@ -67,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if args.command is None:
         parser.print_usage(sys.stderr)
-        print("raygrid: error: a command is required (run, submit or report)", file=sys.stderr)
+        print(
+            "raygrid: error: a command is required (run, submit, report, up or down)",
+            file=sys.stderr,
+        )
         return 2
     try:
         return args.func(args)
@@ -96,7 +104,48 @@ def _parser() -> argparse.ArgumentParser:
         help="summarise saved results (see `raygrid report --help`)",
         add_help=False,
     )
+    _add_up_down_parsers(sub)
     return parser
+
+
+def _add_up_down_parsers(sub: Any) -> None:
+    from raygrid import kept_alive
+
+    up = sub.add_parser(
+        "up",
+        help="keep a local Ray with warm workers running for later scripts to join",
+        description="Start a local Ray with token authentication and warm fit workers "
+        "(TensorFlow imported), detached from this terminal. Later searches on this "
+        "machine with no ray_address and no RAY_ADDRESS join it. It stops after "
+        "--idle-timeout seconds without a search, or at `raygrid down`. Its address and "
+        f"token are in a state file readable by you only ({kept_alive.STATE_DIR_ENV}, "
+        "else $XDG_RUNTIME_DIR/raygrid, else ~/.raygrid).",
+    )
+    up.add_argument(
+        "--num-cpus", type=_positive_int, metavar="N", help="CPUs to offer (default: all)"
+    )
+    up.add_argument(
+        "--num-gpus",
+        type=_non_negative_int,
+        metavar="N",
+        help="GPUs to offer (default: those Ray detects)",
+    )
+    up.add_argument(
+        "--idle-timeout",
+        type=_positive_seconds,
+        default=kept_alive.DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"stop after this long without a search (default {kept_alive.DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    up.set_defaults(
+        func=lambda a: kept_alive.up(a.num_cpus, a.num_gpus, a.idle_timeout, out=sys.stdout)
+    )
+    down = sub.add_parser(
+        "down",
+        help="stop the local Ray of `raygrid up`",
+        description="Stop every process of the kept-alive local Ray and remove its state file.",
+    )
+    down.set_defaults(func=lambda _args: kept_alive.down(out=sys.stdout))
 
 
 def _add_run_parser(sub: Any) -> None:
@@ -549,6 +598,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import ray
 
-from raygrid import quiet, teardown
+from raygrid import kept_alive, quiet, teardown
 from raygrid.plan import PrefixGroup, Task
 from raygrid.pool import (  # noqa: F401  (re-exported: the names callers know)
     SlotSpec,
@@ -56,9 +56,10 @@ def connect(address: str | None) -> bool:
     An initialised Ray is used as it is (inside a Ray task or actor, that is the cluster
     running it). Otherwise ``address`` (or ``RAY_ADDRESS``) names a cluster to join; with
     neither, a nested search joins the local Ray its parent process started for its
-    searches, or that a sibling joblib/multiprocessing worker started; failing those, a
-    quiet local Ray sized to this machine is started and left running for later
-    searches in this process (and its children).
+    searches, then the kept-alive cluster of ``raygrid up`` (see
+    :mod:`raygrid.kept_alive`), then the local Ray that a sibling joblib/multiprocessing
+    worker started; failing those, a quiet local Ray sized to this machine is started
+    and left running for later searches in this process (and its children).
 
     Returns
     -------
@@ -82,7 +83,14 @@ def connect(address: str | None) -> bool:
         ray.init(address=address, logging_level=logging.WARNING)
         quiet.install()
         return False
-    if _join_parents_ray() or _start_or_join_siblings():
+    if _join_parents_ray():
+        quiet.install()
+        return ray.get_runtime_context().gcs_address in _own_sessions
+    if kept_alive.join():
+        quiet.install()
+        teardown.local_ray_started(live_workers)
+        return False
+    if _start_or_join_siblings():
         quiet.install()
         return ray.get_runtime_context().gcs_address in _own_sessions
     start_local()
@@ -169,14 +177,7 @@ def _forget_siblings_ray(path: str, address: str) -> None:
             os.unlink(path)
 
 
-def _answers(address: str) -> bool:
-    """Whether a Ray's GCS answers at ``host:port``."""
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-    except (OSError, ValueError):
-        return False
-    return True
+_answers = kept_alive.answers
 
 
 def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs: Any) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import ray
 
+from raygrid import kept_alive
 from raygrid.worker import FitWorker
 
 # Idle workers are kept this long after a search, for the next one to start warm.
@@ -122,6 +123,8 @@ class WorkerPool:
         # Why workers died while starting, for the error when none starts.
         self.start_failures: list[BaseException] = []
         self._actors_lock = threading.Lock()
+        # The hold on a kept-alive cluster's warm workers (see raygrid.kept_alive).
+        self.lease: kept_alive.Lease | None = None
         WorkerPool._live.add(self)
 
     @classmethod
@@ -134,23 +137,38 @@ class WorkerPool:
             If not one worker could be placed within ``PLACEMENT_SECONDS``.
         """
         session = session_id()
-        with cls._lock:
-            cls._forget_stale(session)
-            same = [p for p in cls._idle if p.spec == spec]
-            pool = max(same, key=lambda p: len(p.actors), default=None)
-            if pool is None:
-                pool = WorkerPool(spec, session)
-            else:
-                cls._idle.remove(pool)
-                pool._cancel_timer()
-                for extra in pool.actors[size:]:
-                    pool.discard(extra)  # its resources are for others to use
+        lease = kept_alive.lease_workers()
+        if lease is not None and not lease.fits(spec.num_cpus, spec.num_gpus):
+            for actor in lease.actors:
+                _kill(actor)  # their resources are this search's; the keeper restarts them
+            lease.actors = []
+        if lease is not None and lease.actors:
+            pool = WorkerPool(spec, session)
+            pool.actors = lease.actors[:size]
+        else:
+            pool = cls._idle_or_new(spec, size, session)
+        pool.lease = lease
         try:
             pool.grow(size)
         except BaseException:
             pool.shutdown()
             raise
         return pool
+
+    @classmethod
+    def _idle_or_new(cls, spec: SlotSpec, size: int, session: tuple[str, str]) -> WorkerPool:
+        """An idle pool of ``spec`` (the largest, trimmed to ``size``), or a new one."""
+        with cls._lock:
+            cls._forget_stale(session)
+            same = [p for p in cls._idle if p.spec == spec]
+            pool = max(same, key=lambda p: len(p.actors), default=None)
+            if pool is None:
+                return WorkerPool(spec, session)
+            cls._idle.remove(pool)
+            pool._cancel_timer()
+            for extra in pool.actors[size:]:
+                pool.discard(extra)  # its resources are for others to use
+            return pool
 
     @classmethod
     def _forget_stale(cls, session: tuple[str, str]) -> None:
@@ -164,7 +182,21 @@ class WorkerPool:
         cls._session = session
 
     def release(self) -> None:
-        """End this search's use of the pool; its workers go after ``IDLE_SECONDS``."""
+        """End this search's use of the pool; its workers go after ``IDLE_SECONDS``.
+
+        Warm workers of a kept-alive cluster go back to the cluster instead (and workers
+        this search started in place of lost ones are stopped).
+        """
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            warm = {id(actor) for actor in lease.actors}
+            if warm:
+                with self._actors_lock:
+                    actors, self.actors = self.actors, []
+                for actor in actors:
+                    if id(actor) not in warm:
+                        _kill(actor)
+            lease.give_back()
         with self._lock:
             if not self.actors or self.session != WorkerPool._session:
                 return
@@ -285,19 +317,7 @@ class WorkerPool:
         return True
 
     def _new_actor(self) -> Any:
-        # Lost workers are replaced by the scheduler, which counts each task's attempts;
-        # Ray itself restarts nothing.
-        return (
-            ray.remote(FitWorker)
-            .options(
-                num_cpus=self.spec.num_cpus,
-                num_gpus=self.spec.num_gpus,
-                max_restarts=0,
-                max_task_retries=0,
-                scheduling_strategy="SPREAD",
-            )
-            .remote(self.spec.num_cpus, self.spec.num_gpus)
-        )
+        return new_worker(self.spec)
 
     def replace(self, actor: Any, wait_started: bool = False) -> Any | None:
         """Kill ``actor`` and start another in its place; None if there is no room left.
@@ -329,12 +349,45 @@ class WorkerPool:
                 self._idle.remove(self)
             self._cancel_timer()
         self._kill_all()
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.give_back()
 
     def _kill_all(self) -> None:
         with self._actors_lock:
             actors, self.actors = self.actors, []
         for actor in actors:
             _kill(actor)
+
+
+def new_worker(spec: SlotSpec, **options: Any) -> Any:
+    """Start a :class:`~raygrid.worker.FitWorker` holding one slot of ``spec``.
+
+    Parameters
+    ----------
+    spec : SlotSpec
+        The slot's resources.
+    **options
+        More of Ray's actor options (``name``, ``namespace``).
+
+    Returns
+    -------
+    ray.actor.ActorHandle
+    """
+    # Lost workers are replaced by the scheduler, which counts each task's attempts;
+    # Ray itself restarts nothing.
+    return (
+        ray.remote(FitWorker)
+        .options(
+            num_cpus=spec.num_cpus,
+            num_gpus=spec.num_gpus,
+            max_restarts=0,
+            max_task_retries=0,
+            scheduling_strategy="SPREAD",
+            **options,
+        )
+        .remote(spec.num_cpus, spec.num_gpus)
+    )
 
 
 def first_line(error: BaseException) -> str:

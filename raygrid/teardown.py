@@ -8,9 +8,16 @@ whole second, because it answers SIGTERM by trying to report its own death to th
 
 For a local Ray that raygrid started itself (:func:`raygrid.execute.start_local`), a hook
 that runs before Ray's waits only as long as the workers' output takes to arrive
-(:func:`raygrid.quiet.drain`), kills the monitors and the dashboard outright, and then calls
-``ray.shutdown``, which stops the rest as Ray does (of its 0.3 s here, about 0.25 s is the
-driver waiting for a gRPC thread to end). Nothing is left running. A Ray that the user started or joined is left to Ray's own hook.
+(:func:`raygrid.quiet.drain`), kills the monitors and the dashboard outright, and then
+calls ``ray.shutdown``, which stops the rest as Ray does (of its 0.3 s here, about 0.25 s
+is the driver waiting for a gRPC thread to end). Workers and agents that outlive their
+raylet by more than a moment (seen on a loaded machine) are killed, so nothing is left
+running. A Ray that the user started or joined is left to Ray's own hook.
+
+A script that joined the kept-alive cluster of ``raygrid up`` exits the same quick way:
+it started no Ray process (so there is none to stop), and the warm workers' output does
+not come to it (they belong to the keeper's job); only workers it started itself are
+waited for.
 
 Last, the hook freezes the garbage collector's heap (:func:`gc.freeze`): the interpreter's
 own finalization otherwise runs full collections over every object that Ray, pandas and
@@ -24,19 +31,23 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import psutil
 import ray
 
 from raygrid import quiet
 
 _LOG_DRAIN_SECONDS = 0.5
+# How long a worker may outlive its raylet before it is killed.
+_OUTLIVE_SECONDS = 0.2
 _state: dict[str, Any] = {}
 
 
 def local_ray_started(live_workers: Callable[[], Iterable[Any]]) -> None:
-    """Register the quick exit for the local Ray just started in this process.
+    """Register the quick exit for the local Ray just started (or kept-alive one joined).
 
     Parameters
     ----------
@@ -61,12 +72,43 @@ def shutdown_local() -> None:
     with contextlib.suppress(Exception):
         quiet.drain(_state["live_workers"](), timeout=_LOG_DRAIN_SECONDS)
     _kill_helpers(node)
+    raylets_children = _raylets_children(node)
     ray.shutdown()
+    _finish_off(raylets_children)
     gc.freeze()
 
 
 def _current_node() -> Any:
     return getattr(ray._private.worker, "_global_node", None)
+
+
+def _raylets_children(node: Any) -> list[psutil.Process]:
+    """The local raylet's worker and agent processes (they go when it goes, eventually)."""
+    name = getattr(ray._private.ray_constants, "PROCESS_TYPE_RAYLET", "raylet")
+    children = []
+    for info in getattr(node, "all_processes", {}).get(name, []):
+        with contextlib.suppress(psutil.Error, AttributeError):
+            children += psutil.Process(info.process.pid).children(recursive=True)
+    return children
+
+
+def _finish_off(processes: list[psutil.Process]) -> None:
+    """Give ``processes`` a moment to end by themselves, then SIGKILL the rest."""
+    deadline = time.monotonic() + _OUTLIVE_SECONDS
+    while processes and time.monotonic() < deadline:
+        processes = [p for p in processes if _running(p)]
+        if processes:
+            time.sleep(0.01)
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _kill_helpers(node: Any) -> None:

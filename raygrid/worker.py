@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import math
 import os
 import pickle
@@ -469,6 +470,30 @@ class FitWorker:
         if self._caller is None:
             return {}
         return {"caller": self._caller, "callback_ctx": self._contexts[index]}
+
+    def preload(self, modules: list[str]) -> dict[str, Any]:
+        """Import those of ``modules`` that are installed, before any search needs them.
+
+        A kept-alive cluster's warm workers import TensorFlow this way, once.
+
+        Parameters
+        ----------
+        modules : list of str
+            Module names; one that fails to import is skipped.
+
+        Returns
+        -------
+        dict
+            This worker's process id (``pid``) and the modules imported (``loaded``).
+        """
+        loaded = []
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # not installed (or broken): fits that need it will say so
+                continue
+            loaded.append(name)
+        return {"pid": os.getpid(), "loaded": loaded}
 
     def run(
         self, data_ref: list, wave_ref: list, units: list[tuple], attempts: dict | None = None

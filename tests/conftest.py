@@ -5,6 +5,7 @@ GPU ids and sets CUDA_VISIBLE_DEVICES exactly as it would on real devices.
 """
 
 import os
+import tempfile
 
 import pytest
 import ray
@@ -13,6 +14,8 @@ from raygrid.execute import start_local
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Searches in test subprocesses must not join a kept-alive cluster of `raygrid up`.
+os.environ["RAYGRID_STATE_DIR"] = tempfile.mkdtemp(prefix="raygrid-test-state-")
 
 
 @pytest.fixture(scope="session", autouse=True)
