@@ -106,7 +106,7 @@ PARENT_RAY_ENV = "RAYGRID_PARENT_RAY"
 def _join_parents_ray() -> bool:
     """Join the local Ray the parent process started for its searches, if it runs."""
     address = os.environ.get(PARENT_RAY_ENV)
-    if not address or address in _own_sessions or not _answers(address):
+    if not address or address in _own_sessions or not kept_alive.answers(address):
         return False
     ray.init(address=address, logging_level=logging.ERROR)
     return True
@@ -132,7 +132,7 @@ def _start_or_join_siblings() -> bool:
                 address, _, auth_mode = f.read().strip().partition(" ")
         except OSError:
             address = ""
-        if address and _answers(address):
+        if address and kept_alive.answers(address):
             if auth_mode:
                 _use_auth_mode(auth_mode)
             ray.init(address=address, logging_level=logging.ERROR)
@@ -175,9 +175,6 @@ def _forget_siblings_ray(path: str, address: str) -> None:
     with contextlib.suppress(OSError), open(path) as f:
         if f.read().split(" ")[0] == address:
             os.unlink(path)
-
-
-_answers = kept_alive.answers
 
 
 def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs: Any) -> None:
