@@ -37,11 +37,15 @@ REBOUND = {
 }
 
 
-def load_rebound(name: str, expected_failures: dict[str, str]) -> dict:
+def load_rebound(
+    name: str, expected_failures: dict[str, str], scheduling_dependent: frozenset = frozenset()
+) -> dict:
     """The namespace of ``sklearn/model_selection/tests/<name>.py`` with raygrid's classes.
 
     ``expected_failures`` maps test names to the reason they cannot pass on Ray; they
-    are marked strict xfail, so one that starts passing is reported.
+    are marked strict xfail, so one that starts passing is reported, except those in
+    ``scheduling_dependent``: whether they fail depends on which worker runs which fit,
+    so they pass now and then (seen in CI) and are marked non-strict.
     """
     path = Path(sklearn.__file__).parent / "model_selection" / "tests" / f"{name}.py"
     originals = {key: getattr(*key) for key in REBOUND}
@@ -62,5 +66,6 @@ def load_rebound(name: str, expected_failures: dict[str, str]) -> dict:
         assert getattr(module, attr, cls) is cls, f"{attr} was not rebound in {name}"
     namespace = {k: v for k, v in vars(module).items() if not k.startswith("__")}
     for test, reason in expected_failures.items():
-        namespace[test] = pytest.mark.xfail(strict=True, reason=reason)(namespace[test])
+        strict = test not in scheduling_dependent
+        namespace[test] = pytest.mark.xfail(strict=strict, reason=reason)(namespace[test])
     return namespace
