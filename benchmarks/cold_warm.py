@@ -62,17 +62,22 @@ def load() -> str:
 
 
 def child(kind: str) -> None:
-    """A fresh process's search, as ``python train.py`` would run it; prints JSON."""
-    from seed_grid_search import SEED_GRID, seed_data
+    """A fresh process's search, as ``python train.py`` would run it; prints JSON.
 
+    The ``keras`` script's driver imports no TensorFlow (``raygrid.keras`` needs it in
+    the workers only), as a ``raygrid.keras`` user's script does not; the ``seed``
+    script's driver imports it with the write-up's wrapper.
+    """
     from raygrid import RayGridSearchCV
 
     if kind == "keras":
+        from seed_setup import SEED_GRID, seed_data
+
         from raygrid.keras import KerasClassifier
 
         estimator = KerasClassifier(random_state=0)
     else:
-        from seed_grid_search import KerasClassifierWrapper
+        from seed_grid_search import SEED_GRID, KerasClassifierWrapper, seed_data
 
         estimator = KerasClassifierWrapper()
     X, _, y, _ = seed_data()

@@ -331,8 +331,9 @@ class _Scheduler:
 
     def run(self, queue: deque[Task]) -> None:
         self.queue = queue
-        for slot in list(self.slots):
-            self._submit(slot)
+        for limit in (1, None):  # every slot's first call before any slot's second
+            for slot in list(self.slots):
+                self._submit(slot, limit)
         while self.in_flight:
             wait = None
             if self.deadlines:
@@ -383,13 +384,13 @@ class _Scheduler:
             if slot in self.slots:
                 self._submit(slot)
 
-    def _submit(self, slot: int) -> None:
+    def _submit(self, slot: int, limit: int | None = None) -> None:
         if slot in self.recycle and self.busy[slot] == 0:
             self.recycle.discard(slot)
             self._replace(slot)
         if slot not in self.slots:
             return
-        while self.queue and self.busy[slot] < self.depth and slot not in self.recycle:
+        while self.queue and self.busy[slot] < self._depth(limit) and slot not in self.recycle:
             size = min(self.sizer.size(len(self.queue)), len(self.queue))
             batch = [self.queue.popleft() for _ in range(size)]
             name = batch[0].name if size == 1 else f"{batch[0].name} (+{size - 1})"
@@ -402,6 +403,13 @@ class _Scheduler:
             if self.fit_timeout is not None:
                 self.deadlines[ref] = time.monotonic() + self.fit_timeout
             self.busy[slot] += 1
+
+    def _depth(self, limit: int | None = None) -> int:
+        """Calls a slot may hold (at most ``limit``): a second one hides the round trip
+        between calls, but once the queue is shorter than the slots it would pin work to
+        a busy slot that another slot, freed sooner, could have taken."""
+        depth = self.depth if len(self.queue) > len(self.slots) else 1
+        return depth if limit is None else min(depth, limit)
 
     def _attempt_of(self, batch: list) -> dict[int, int]:
         """Which attempt this call is of each task of ``batch`` (journaled by the worker)."""

@@ -130,7 +130,8 @@ class FusedGroup:
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.tasks[0].params
+        """The parameters of its longest-expected fit: the stack trains as long as that one."""
+        return max((t.params for t in self.tasks), key=expected_cost)
 
     @property
     def name(self) -> str:

@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
 
 from raygrid.keras import KerasClassifier, KerasRegressor
+from raygrid.keras import fused as fused_module
 from raygrid.keras.fused import fit_fused, fusion_key, trace_counts
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
@@ -94,3 +95,28 @@ def test_keys_separate_architectures_and_batch_sizes_only():
     assert fusion_key(clone(base).set_params(batch_size=7)) != key
     with pytest.raises(ValueError, match="fusion_key"):
         fit_fused(base, X, y, [({}, FOLDS[0][0]), ({"units": 7}, FOLDS[1][0])])
+
+
+def test_fits_differing_only_in_epochs_share_one_stacked_model(monkeypatch):
+    """A 5- and a 12-epoch fit of one (fold, seed, learning rate) train as one model of the
+    stack, kept at epoch 5 on the way: the same result as stacking them separately."""
+    stacked = []
+    stack = fused_module._stacked_data
+    monkeypatch.setattr(
+        fused_module,
+        "_stacked_data",
+        lambda plans, enc: stacked.append(len(plans)) or stack(plans, enc),
+    )
+    base = KerasClassifier(units=16, batch_size=32, random_state=0)
+    train = FOLDS[0][0]
+    shared = fit_fused(base, X, y, [({"epochs": 5}, train), ({"epochs": 12}, train)])
+    assert stacked == [1]
+    separate = [
+        fit_fused(base, X, y, [({"epochs": 5}, train), ({"epochs": 5}, FOLDS[1][0])])[0],
+        fit_fused(base, X, y, [({"epochs": 12}, train), ({"epochs": 12}, FOLDS[1][0])])[0],
+    ]
+    for one, other in zip(shared, separate, strict=True):
+        assert one.n_iter_ == other.n_iter_
+        np.testing.assert_array_equal(one.loss_curve_, other.loss_curve_)
+        np.testing.assert_array_equal(one.predict_proba(X), other.predict_proba(X))
+    assert shared[0].n_iter_ == 5 and shared[1].n_iter_ == 12

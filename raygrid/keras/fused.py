@@ -6,7 +6,10 @@ a group of fits that share an architecture and a batch size -- different folds,
 learning rates, dropout rates, seeds and epoch counts -- in one compiled loop over a
 stacked array of models: every weight gets a leading model axis, dense layers become
 batched matrix products, and each model keeps its own weights, Adam/SGD state, data,
-per-epoch shuffling, learning rate, dropout rate and epoch count.
+per-epoch shuffling, learning rate, dropout rate and epoch count. Fits that differ only
+in their epoch count are one model of the stack, trained to the largest count, whose
+state is kept at each of the others on the way (the exact prefix sharing of unfused
+training).
 
 What equals the unfused fit, and what does not
     Each model starts from the very initial values its unfused fit would
@@ -136,7 +139,7 @@ def fit_fused(
     plans = [plan for plan, _ in planned]
     if len({p.session.model.count_params() for p in plans}) != 1:
         raise ValueError("fit_fused: the fits' networks differ in shape (e.g. class counts).")
-    trained = _train(plans, [encoded for _, encoded in planned])
+    trained = _train(plans, [encoded for _, encoded in planned], [train for _, train in jobs])
     for fit, plan, (values, curve) in zip(fits, plans, trained, strict=True):
         record_fused_fit(fit, plan, _fused_result(plan, values, curve))
     return fits
@@ -185,40 +188,70 @@ def _stacked_data(plans: list[Any], encoded: list[np.ndarray]) -> tuple:
     )
 
 
+def _lanes(plans: list[Any], rows: Sequence[np.ndarray]) -> list[int]:
+    """The lane (stacked model) of each plan: plans differing only in ``epochs`` share one.
+
+    Such fits are the same training stopped at different epochs (same initial values,
+    rows, shuffling and updates), so the stack trains one model to the largest epoch
+    count and keeps its state at each of the others on the way.
+    """
+    keys: dict[tuple, int] = {}
+    lanes = []
+    for plan, train in zip(plans, rows, strict=True):
+        key = (
+            plan.seed,
+            plan.recipe.learning_rate,
+            plan.recipe.build_kwargs.get("dropout_rate", 0.0),
+            np.asarray(train).tobytes(),
+        )
+        lanes.append(keys.setdefault(key, len(keys)))
+    return lanes
+
+
 def _train(
-    plans: list[Any], encoded: list[np.ndarray]
+    plans: list[Any], encoded: list[np.ndarray], rows: Sequence[np.ndarray]
 ) -> list[tuple[list[np.ndarray], list[float]]]:
-    """Stack the plans' data and initial values, train, and unstack per model."""
+    """Stack the lanes' data and initial values, train, and unstack per plan."""
+    lanes = _lanes(plans, rows)
+    heads = [lanes.index(lane) for lane in range(max(lanes) + 1)]  # a plan of each lane
+    stacked = [plans[i] for i in heads]
     first = plans[0]
     # Positions of the trainable variables (a dropout layer adds a non-trainable one).
     trainable = [
         [i for i, v in enumerate(p.session.model.variables) if v.trainable] for p in plans
     ]
-    per_model = (
-        np.array([p.seed for p in plans], np.int64),
-        np.array([p.options.epochs for p in plans], np.int32),
-        np.array([p.recipe.learning_rate for p in plans], np.float32),
-        np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in plans], np.float32),
+    stops = sorted({p.options.epochs for p in plans})
+    lane_epochs = np.zeros(len(heads), np.int32)
+    for plan, lane in zip(plans, lanes, strict=True):
+        lane_epochs[lane] = max(lane_epochs[lane], plan.options.epochs)
+    per_lane = (
+        np.array([p.seed for p in stacked], np.int64),
+        lane_epochs,
+        np.array([p.recipe.learning_rate for p in stacked], np.float32),
+        np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in stacked], np.float32),
     )
     initial = [
-        np.stack([p.session.initial_values[at[j]] for p, at in zip(plans, trainable, strict=True)])
+        np.stack([plans[i].session.initial_values[trainable[i][j]] for i in heads])
         for j in range(len(trainable[0]))
     ]
-    loop = _fused_loop(first, len(initial), bool(per_model[3].any()))
-    results, losses = loop(
-        *_stacked_data(plans, encoded),
-        *per_model,
+    loop = _fused_loop(first, len(initial), bool(per_lane[3].any()))
+    snapshots, losses = loop(
+        *_stacked_data(stacked, [encoded[i] for i in heads]),
+        *per_lane,
         np.int32(first.options.batch_size),
         np.bool_(first.options.shuffle),
+        np.array(stops, np.int32),
         *initial,
     )
+    snapshots = [s.numpy() for s in snapshots]
     losses = losses.numpy()
     out = []
-    for m, plan in enumerate(plans):
+    for plan, lane, positions in zip(plans, lanes, trainable, strict=True):
+        at = stops.index(plan.options.epochs)
         values = list(plan.session.initial_values)
-        for position, stacked in zip(trainable[m], results, strict=True):
-            values[position] = stacked[m].numpy()
-        out.append((values, [float(v) for v in losses[: plan.options.epochs, m]]))
+        for position, stacked_values in zip(positions, snapshots, strict=True):
+            values[position] = stacked_values[at, lane]
+        out.append((values, [float(v) for v in losses[: plan.options.epochs, lane]]))
     return out
 
 
@@ -281,7 +314,13 @@ def _dropout(h: Any, rates: Any, seeds: Any, step: Any, layer: int) -> Any:
 
 @dataclass(frozen=True)
 class _StackedNetwork:
-    """A stack of default networks of one architecture: its maths, fixed at trace time."""
+    """A stack of default networks of one architecture: its maths, fixed at trace time.
+
+    The models' variables travel through the loop as one ``(models, parameters)`` matrix
+    (and Adam's two moments as two more): a loop carrying each variable and moment
+    separately spends more time passing them from step to step than on the step.
+    ``shapes`` are the variables' shapes without the model axis, in the flat order.
+    """
 
     n_hidden: int
     activation: Any
@@ -290,6 +329,19 @@ class _StackedNetwork:
     any_dropout: bool
     # Keras' Adam defaults: beta_1, beta_2, epsilon.
     adam_constants: tuple[float, float, float]
+    shapes: tuple[tuple[int, ...], ...]
+
+    def unflatten(self, flat: Any) -> list:
+        """The variables from the flat matrix (or stack of them), keeping its leading axes."""
+        import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+        sizes = [int(np.prod(shape)) for shape in self.shapes]
+        parts = tf.split(flat, sizes, axis=-1)
+        leading = tf.shape(flat)[:-1]
+        return [
+            tf.reshape(p, tf.concat([leading, shape], axis=0))
+            for p, shape in zip(parts, self.shapes, strict=True)
+        ]
 
     def forward(self, params: list, x: Any, rates: Any, seeds: Any, step: Any) -> Any:
         """Every model's outputs (logits) for its own batch ``x[model]``."""
@@ -297,12 +349,11 @@ class _StackedNetwork:
 
         h = tf.reshape(x, (tf.shape(x)[0], tf.shape(x)[1], -1))
         for layer in range(self.n_hidden):
-            h = self.activation(
-                tf.matmul(h, params[2 * layer]) + params[2 * layer + 1][:, None, :]
-            )
+            bias = tf.expand_dims(params[2 * layer + 1], 1)
+            h = self.activation(tf.matmul(h, params[2 * layer]) + bias)
             if self.any_dropout:
                 h = _dropout(h, rates, seeds, step, layer)
-        return tf.matmul(h, params[-2]) + params[-1][:, None, :]
+        return tf.matmul(h, params[-2]) + tf.expand_dims(params[-1], 1)
 
     def per_sample_loss(self, out: Any, target: Any) -> Any:
         """Cross-entropy from the logits (classification) or squared error, per sample."""
@@ -314,50 +365,39 @@ class _StackedNetwork:
             )
         return tf.reduce_mean(tf.square(target - out), axis=-1)
 
-    def update(self, params: Any, moments: Any, t: Any, g: Any, lr: Any, active: Any) -> Any:
-        """One SGD or Adam step of one stacked variable, for the ``active`` models only."""
-        import tensorflow as tf  # heavy: TensorFlow loads on first use
-
-        shape = (-1,) + (1,) * (len(params.shape) - 1)
-        keep = tf.reshape(active, shape)
-        if not self.adam:
-            return tf.where(keep, params - g * tf.reshape(lr, shape), params), moments
-        beta_1, beta_2, epsilon = self.adam_constants
-        m, v = moments
-        b1p, b2p = tf.pow(beta_1, t), tf.pow(beta_2, t)
-        alpha = tf.reshape(lr * tf.sqrt(1 - b2p) / (1 - b1p), shape)
-        m_new = m + (g - m) * (1 - beta_1)
-        v_new = v + (tf.square(g) - v) * (1 - beta_2)
-        p_new = params - (m_new * alpha) / (tf.sqrt(v_new) + epsilon)
-        return tf.where(keep, p_new, params), (tf.where(keep, m_new, m), tf.where(keep, v_new, v))
-
-    def batch_losses(self, params, data, idx, valid, rates, seeds, step) -> tuple:
-        """Each model's mean loss on its batch, its batch size, and the gradients."""
+    def batch_losses(self, flat, data, idx, valid, rates, seeds, step) -> tuple:
+        """Each model's mean loss on its batch, its batch size, and the flat gradient."""
         import tensorflow as tf  # heavy: TensorFlow loads on first use
 
         xs, ys, sws = data
         with tf.GradientTape() as tape:
-            tape.watch(params)
+            tape.watch(flat)
+            params = self.unflatten(flat)
             out = self.forward(params, tf.gather(xs, idx, batch_dims=1), rates, seeds, step)
             weighted = self.per_sample_loss(out, tf.gather(ys, idx, batch_dims=1))
             weighted = weighted * tf.gather(sws, idx, batch_dims=1) * valid
             count = tf.reduce_sum(valid, axis=1)
             loss = tf.reduce_sum(weighted, axis=1) / tf.maximum(count, 1.0)
             summed = tf.reduce_sum(loss)
-        return loss, count, tape.gradient(summed, params)
+        return loss, count, tape.gradient(summed, flat)
 
-    def step_all(self, params, moments, iters, grads, lrs, active) -> tuple:
-        """Apply one optimizer step to every stacked variable; count the active models' steps."""
+    def step_all(self, flat, moments, iters, g, lrs, active) -> tuple:
+        """One SGD or Adam step of the ``active`` models; count their steps."""
         import tensorflow as tf  # heavy: TensorFlow loads on first use
 
+        keep = tf.broadcast_to(active[:, None], tf.shape(flat))
+        iters_next = iters + tf.cast(active, iters.dtype)
+        if not self.adam:
+            return tf.where(keep, flat - g * lrs[:, None], flat), moments, iters_next
+        beta_1, beta_2, epsilon = self.adam_constants
+        m, v = moments
         t = tf.cast(iters + 1, tf.float32)
-        pairs = [
-            self.update(p, mo, t, g, lrs, active)
-            for p, mo, g in zip(params, moments, grads, strict=True)
-        ]
-        params = [p for p, _ in pairs]
-        moments = [mo for _, mo in pairs]
-        return params, moments, iters + tf.cast(active, iters.dtype)
+        alpha = (lrs * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))[:, None]
+        m_new = m + (g - m) * (1 - beta_1)
+        v_new = v + (tf.square(g) - v) * (1 - beta_2)
+        flat_new = flat - (m_new * alpha) / (tf.sqrt(v_new) + epsilon)
+        moments = (tf.where(keep, m_new, m), tf.where(keep, v_new, v))
+        return tf.where(keep, flat_new, flat), moments, iters_next
 
 
 def _stacked_network(plan: Any, n_params: int, any_dropout: bool) -> _StackedNetwork:
@@ -373,6 +413,9 @@ def _stacked_network(plan: Any, n_params: int, any_dropout: bool) -> _StackedNet
         adam=str(recipe.optimizer).lower() == "adam",
         any_dropout=any_dropout,
         adam_constants=(config["beta_1"], config["beta_2"], config["epsilon"]),
+        shapes=tuple(
+            tuple(int(d) for d in v.shape) for v in plan.session.model.variables if v.trainable
+        ),
     )
 
 
@@ -395,12 +438,16 @@ def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
     net = _stacked_network(plan, n_params, any_dropout)
 
     @tf.function(reduce_retracing=True)
-    def fused_loop(xs, ys, sws, n, seeds, epochs, lrs, rates, batch_size, shuffle, *initial):
+    def fused_loop(
+        xs, ys, sws, n, seeds, epochs, lrs, rates, batch_size, shuffle, stops, *initial
+    ):
         n_max = tf.shape(xs)[1]
-        params = [tf.convert_to_tensor(p) for p in initial]
-        moments = [(tf.zeros_like(p), tf.zeros_like(p)) for p in params]
+        flat = tf.concat([tf.reshape(p, (tf.shape(p)[0], -1)) for p in initial], axis=1)
+        moments = (tf.zeros_like(flat), tf.zeros_like(flat)) if net.adam else ()
         iters = tf.zeros_like(n)
         losses = tf.TensorArray(tf.float32, size=tf.reduce_max(epochs))
+        # The state at each epoch count in ``stops``, for the plans stopping there.
+        snapshots = tf.zeros(tf.concat([tf.shape(stops), tf.shape(flat)], 0), flat.dtype)
         step = tf.constant(0, tf.int64)
         for epoch in tf.range(tf.reduce_max(epochs)):
             orders = _epoch_orders(seeds, n, n_max, epoch, shuffle)
@@ -411,12 +458,14 @@ def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
                 idx = tf.gather(orders, tf.minimum(pos, n_max - 1), axis=1)
                 active = tf.logical_and(batch * batch_size < n, epoch < epochs)
                 loss, count, grads = net.batch_losses(
-                    params, (xs, ys, sws), idx, valid, rates, seeds, step
+                    flat, (xs, ys, sws), idx, valid, rates, seeds, step
                 )
-                params, moments, iters = net.step_all(params, moments, iters, grads, lrs, active)
+                flat, moments, iters = net.step_all(flat, moments, iters, grads, lrs, active)
                 total = total + loss * count
                 step = step + 1
             losses = losses.write(epoch, total / tf.cast(n, tf.float32))
-        return params, losses.stack()
+            reached = tf.reshape(tf.equal(stops, epoch + 1), (-1, 1, 1))
+            snapshots = tf.where(reached, flat[None], snapshots)
+        return net.unflatten(snapshots), losses.stack()
 
     return fused_loop

@@ -225,6 +225,7 @@ class _Entry:
         # Where each of model.weights (get_weights' order) sits among the targets.
         self.weight_positions = [positions[id(w)] for w in model.weights]
         self.assign_all: Callable | None = None
+        self.assign_weights: Callable | None = None
         self.read_all: Callable | None = None
 
     def reset(self, values: list[np.ndarray], learning_rate: float | None) -> None:
@@ -240,6 +241,14 @@ class _Entry:
             self.assign_all = function.get_concrete_function()
         self.assign_all(*values, *optimizer_values)
         self.loaded_token = None
+
+    def load(self, weights: list[np.ndarray]) -> None:
+        """Assign ``weights`` (``model.get_weights()``'s order) in one compiled call."""
+        if self.assign_weights is None:
+            function = _make_assign_all(list(self.model.weights))
+            self.functions.append(("load", function))
+            self.assign_weights = function.get_concrete_function()
+        self.assign_weights(*weights)
 
     def read(self) -> list[np.ndarray]:
         """The values of every variable of the model and its optimizer, in one call."""
@@ -313,7 +322,7 @@ def trace_counts() -> dict[str, dict[str, int]]:
     -------
     dict
         ``{cache key: {kind: traces}}``, kinds being ``"fit_loop"``, ``"train_step"``,
-        ``"test_step"``, ``"forward"`` and ``"assign"`` (summed over the entry's
+        ``"test_step"``, ``"forward"``, ``"assign"``, ``"read"`` and ``"load"`` (summed over the entry's
         functions of that kind: one fit loop per input signature and stopping kind).
     """
     with _cache_lock:
@@ -1158,18 +1167,20 @@ def predict(
         _cache_put(key, entry)
     with entry.lock:
         if entry.loaded_token != token:
-            entry.model.set_weights(weights)
+            entry.load(weights)
             entry.loaded_token = token
         if entry.forward is None:
             model = entry.model
-            entry.forward = tf.function(
+            function = tf.function(
                 lambda batch: model(batch, training=False),
                 input_signature=[_spec(x)],
                 autograph=False,
             )
-            entry.functions.append(("forward", entry.forward))
+            entry.functions.append(("forward", function))
+            # The traced function itself: skips tf.function's argument binding.
+            entry.forward = function.get_concrete_function()
         outputs = [
-            entry.forward(x[start : start + PREDICT_CHUNK]).numpy()
+            entry.forward(tf.convert_to_tensor(x[start : start + PREDICT_CHUNK])).numpy()
             for start in range(0, len(x), PREDICT_CHUNK)
         ]
     return np.concatenate(outputs, axis=0)

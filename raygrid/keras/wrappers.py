@@ -18,6 +18,7 @@ parameter (``units``, ``dropout_rate``, ``optimizer``, ...).
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import warnings
 from collections.abc import Iterator, Sequence
@@ -138,6 +139,12 @@ def to_python(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _constructor_params(cls: type) -> tuple[str, ...]:
+    """scikit-learn's parameter names of ``cls``, read from its constructor once."""
+    return tuple(super(_BaseKerasEstimator, cls)._get_param_names())
+
+
 class _BaseKerasEstimator(BaseEstimator):
     """Constructor, parameters, routing and the fit/predict machinery of both wrappers.
 
@@ -226,6 +233,12 @@ class _BaseKerasEstimator(BaseEstimator):
         # Routed parameters live in one private dict: scikit-learn wants no public
         # attributes besides the signature's.
         self._extra_params = dict(kwargs)
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        # scikit-learn reads the constructor's signature at every get_params (a clone
+        # calls it twice); a class's signature does not change, so it is read once.
+        return list(_constructor_params(cls))
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Get the parameters of this estimator, including routed ``prefix__name`` ones.
