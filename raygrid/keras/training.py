@@ -818,36 +818,56 @@ def _make_steps(model: Any, x_spec: Any, y_spec: Any) -> tuple[Callable, Callabl
 
 
 def _compile_fit_loop(loop: Callable, x_spec: Any, y_spec: Any, *, validated: bool) -> Callable:
-    """``loop`` as one ``tf.function`` over the data (and validation data) and the scalars."""
+    """``loop`` as one ``tf.function`` over the data (and validation data) and the scalars.
+
+    The scalars travel as two small vectors (see :func:`_loop_scalars`): every argument
+    of a call is bound and checked one by one, which costs more than a short segment of
+    training.
+    """
     import tensorflow as tf  # heavy: TensorFlow loads on first use
 
     sw_spec = tf.TensorSpec((None,), tf.float32)
-    scalars = [
-        tf.TensorSpec((), tf.int32),  # start: first epoch to run
-        tf.TensorSpec((), tf.int32),  # epochs: run up to this epoch
-        tf.TensorSpec((), tf.int32),  # batch_size
-        tf.TensorSpec((), tf.int64),  # seed
-        tf.TensorSpec((), tf.bool),  # shuffle
-        tf.TensorSpec((), tf.bool),  # watch: stop on a plateau
-        tf.TensorSpec((), tf.float64),  # tol
-        tf.TensorSpec((), tf.int32),  # patience
-    ]
+    scalars = [tf.TensorSpec((7,), tf.int64), tf.TensorSpec((1,), tf.float64)]
+
+    def unpacked(ints, floats):
+        start, epochs, batch_size = (tf.cast(ints[i], tf.int32) for i in range(3))
+        shuffle, watch = tf.not_equal(ints[4], 0), tf.not_equal(ints[5], 0)
+        patience = tf.cast(ints[6], tf.int32)
+        return start, epochs, batch_size, ints[3], shuffle, watch, floats[0], patience
+
     if validated:
 
         @tf.function(
             input_signature=[x_spec, y_spec, sw_spec, x_spec, y_spec, sw_spec, *scalars],
             autograph=False,
         )
-        def fit_loop(x, y, sw, x_val, y_val, sw_val, *args):
-            return loop(x, y, sw, (x_val, y_val, sw_val), *args)
+        def fit_loop(x, y, sw, x_val, y_val, sw_val, ints, floats):
+            return loop(x, y, sw, (x_val, y_val, sw_val), *unpacked(ints, floats))
 
     else:
 
         @tf.function(input_signature=[x_spec, y_spec, sw_spec, *scalars], autograph=False)
-        def fit_loop(x, y, sw, *args):
-            return loop(x, y, sw, None, *args)
+        def fit_loop(x, y, sw, ints, floats):
+            return loop(x, y, sw, None, *unpacked(ints, floats))
 
     return fit_loop
+
+
+def _loop_scalars(
+    options: FitOptions, seed: int, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The compiled loop's scalar arguments: ``[start, epochs, batch_size, seed, shuffle,
+    watch, patience]`` as int64 and ``[tol]`` as float64."""
+    ints = [
+        start,
+        stop,
+        options.batch_size,
+        seed,
+        bool(options.shuffle),
+        options.monitor is not None,
+        options.patience,
+    ]
+    return np.array(ints, np.int64), np.array([options.tol], np.float64)
 
 
 def _batch_mean(step: Callable, x: Any, y: Any, sw: Any, order: Any, batch_size: Any) -> Any:
@@ -1016,18 +1036,7 @@ def _fit_fast(
     loop = _fit_loop_for(entry, x, y, validated=validated, restore=restore)
     validation = list(options.stop_validation) if validated else []
     losses, val_losses, best_epoch, stopped = loop(
-        x,
-        y,
-        sw,
-        *validation,
-        np.int32(start),
-        np.int32(stop),
-        np.int32(options.batch_size),
-        np.int64(seed),
-        np.bool_(options.shuffle),
-        np.bool_(options.monitor is not None),
-        np.float64(options.tol),
-        np.int32(options.patience),
+        x, y, sw, *validation, *_loop_scalars(options, seed, start, stop)
     )
     history = {"loss": [float(v) for v in losses.numpy()]}
     if validated:
