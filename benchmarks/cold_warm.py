@@ -276,7 +276,12 @@ def main() -> None:
     ratios: dict[str, float] = {}
     sk = m.get("seed wrapper sklearn n_jobs=-1 fit")
     if sk:
-        for key in ("keras warm", "keras cold first fit", "keras cold end to end"):
+        for key in (
+            "keras warm",
+            "keras warm fuse=True",
+            "keras cold first fit",
+            "keras cold end to end",
+        ):
             ratios[f"sklearn n_jobs=-1 / {key}"] = sk["median"] / m[key]["median"]
         ratios["best(keras warm) - best(sklearn n_jobs=-1)"] = (
             m["keras warm"]["best_score"] - sk["best_score"]
