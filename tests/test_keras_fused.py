@@ -120,3 +120,19 @@ def test_fits_differing_only_in_epochs_share_one_stacked_model(monkeypatch):
         np.testing.assert_array_equal(one.loss_curve_, other.loss_curve_)
         np.testing.assert_array_equal(one.predict_proba(X), other.predict_proba(X))
     assert shared[0].n_iter_ == 5 and shared[1].n_iter_ == 12
+
+
+def test_a_model_that_sits_steps_out_trains_as_it_would_alone():
+    """Models whose epochs or rows run out before the others' skip those steps: each ends
+    where it ends when stacked alone (the stack masks its updates, bit for bit)."""
+    base = KerasClassifier(units=8, batch_size=32, random_state=0)
+    jobs = [
+        ({"learning_rate": 0.01, "epochs": 3}, FOLDS[0][0][:100]),  # 4 batches, 3 epochs
+        ({"learning_rate": 0.003, "epochs": 6}, FOLDS[1][0][:130]),  # 5 batches, 6 epochs
+    ]
+    together = fit_fused(base, X, y, jobs)
+    for estimator, job in zip(together, jobs, strict=True):
+        alone = fit_fused(base, X, y, [job])[0]
+        assert estimator.n_iter_ == alone.n_iter_ == job[0]["epochs"]
+        np.testing.assert_array_equal(estimator.loss_curve_, alone.loss_curve_)
+        np.testing.assert_array_equal(estimator.predict_proba(X), alone.predict_proba(X))

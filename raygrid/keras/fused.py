@@ -382,22 +382,34 @@ class _StackedNetwork:
         return loss, count, tape.gradient(summed, flat)
 
     def step_all(self, flat, moments, iters, g, lrs, active) -> tuple:
-        """One SGD or Adam step of the ``active`` models; count their steps."""
+        """One SGD or Adam step of the ``active`` models; count their steps.
+
+        Models sit a step out when their epochs are done or their rows are (the last
+        batch of a longer fold); when none does, as in most steps, the masking is skipped.
+        """
         import tensorflow as tf  # heavy: TensorFlow loads on first use
 
-        keep = tf.broadcast_to(active[:, None], tf.shape(flat))
         iters_next = iters + tf.cast(active, iters.dtype)
-        if not self.adam:
-            return tf.where(keep, flat - g * lrs[:, None], flat), moments, iters_next
-        beta_1, beta_2, epsilon = self.adam_constants
-        m, v = moments
-        t = tf.cast(iters + 1, tf.float32)
-        alpha = (lrs * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))[:, None]
-        m_new = m + (g - m) * (1 - beta_1)
-        v_new = v + (tf.square(g) - v) * (1 - beta_2)
-        flat_new = flat - (m_new * alpha) / (tf.sqrt(v_new) + epsilon)
-        moments = (tf.where(keep, m_new, m), tf.where(keep, v_new, v))
-        return tf.where(keep, flat_new, flat), moments, iters_next
+        if self.adam:
+            beta_1, beta_2, epsilon = self.adam_constants
+            m, v = moments
+            t = tf.cast(iters + 1, tf.float32)
+            alpha = (lrs * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))[:, None]
+            m_new = m + (g - m) * (1 - beta_1)
+            v_new = v + (tf.square(g) - v) * (1 - beta_2)
+            old, new = (
+                (flat, m, v),
+                (flat - (m_new * alpha) / (tf.sqrt(v_new) + epsilon), m_new, v_new),
+            )
+        else:
+            old, new = (flat,), (flat - g * lrs[:, None],)
+
+        def masked():
+            keep = tf.broadcast_to(active[:, None], tf.shape(flat))
+            return tuple(tf.where(keep, n, o) for n, o in zip(new, old, strict=True))
+
+        kept = tf.cond(tf.reduce_all(active), lambda: new, masked)
+        return kept[0], tuple(kept[1:]), iters_next
 
 
 def _stacked_network(plan: Any, n_params: int, any_dropout: bool) -> _StackedNetwork:
