@@ -134,7 +134,7 @@ def _start_or_join_siblings() -> bool:
             address = ""
         if address and kept_alive.answers(address):
             if auth_mode:
-                _use_auth_mode(auth_mode)
+                kept_alive.use_auth(auth_mode)
             ray.init(address=address, logging_level=logging.ERROR)
             return True
         start_local()
@@ -160,15 +160,6 @@ def default_slots(capacity: int) -> int:
     except (KeyError, ValueError):
         return capacity
     return max(1, min(capacity, budget))
-
-
-def _use_auth_mode(mode: str) -> None:
-    """Connect with Ray's token authentication as the sibling that started Ray did."""
-    os.environ["RAY_AUTH_MODE"] = mode
-    with contextlib.suppress(ImportError, AttributeError):
-        from ray._raylet import Config
-
-        Config.initialize("")  # Ray reads RAY_AUTH_MODE once, into its config
 
 
 def _forget_siblings_ray(path: str, address: str) -> None:

@@ -175,19 +175,30 @@ def live_state() -> dict[str, Any] | None:
     return None
 
 
-def use_token(token: str) -> None:
-    """Make this process's Ray client present ``token`` (Ray's token authentication).
+def use_auth(mode: str, token: str | None = None) -> None:
+    """Make this process's Ray client authenticate as a cluster started with ``mode`` wants.
+
+    The one place raygrid sets Ray's authentication: for the kept-alive cluster
+    (``"token"`` and its token) and for a sibling's Ray (the mode it was started with;
+    its token, if any, comes with the environment).
 
     Parameters
     ----------
-    token : str
+    mode : str
+        Ray's ``RAY_AUTH_MODE`` (``"token"``).
+    token : str, optional
+        The token to present.
     """
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN"] = token
-    from ray._raylet import AuthenticationTokenLoader, Config
-
+    os.environ["RAY_AUTH_MODE"] = mode
+    if token is not None:
+        os.environ["RAY_AUTH_TOKEN"] = token
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # a Ray without token authentication: nothing to configure
+        return
     Config.initialize("")  # Ray reads RAY_AUTH_MODE once, into its config
-    AuthenticationTokenLoader.instance().reset_cache()
+    if token is not None:
+        AuthenticationTokenLoader.instance().reset_cache()
 
 
 def join() -> bool:
@@ -202,7 +213,7 @@ def join() -> bool:
         return False
     import ray
 
-    use_token(state["token"])
+    use_auth("token", state["token"])
     try:
         ray.init(address=state["address"], logging_level=logging.ERROR)
     except ConnectionError:  # it stopped (idle) as this process came: start one's own
