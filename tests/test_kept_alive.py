@@ -240,6 +240,70 @@ def test_two_scripts_join_in_turn_and_the_second_finds_the_workers_warm(cluster,
     assert set(first["pids"]) <= warm
 
 
+# A search whose fits each take a while and mark, in the folder MARKS (set in the
+# script: the kept-alive workers do not share the script's environment), that fits began.
+SLOW_JOB = textwrap.dedent(
+    """
+    import json, os, time
+    import numpy as np
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from raygrid import RayGridSearchCV
+
+    class Slow(BaseEstimator, RegressorMixin):
+        def __init__(self, alpha=1.0):
+            self.alpha = alpha
+
+        def fit(self, X, y):
+            open(os.path.join(MARKS, "fits-began"), "a").close()
+            time.sleep(0.5)
+            self.mean_ = float(np.mean(y)) * self.alpha
+            return self
+
+        def predict(self, X):
+            return np.full(len(X), self.mean_)
+
+    X, y = np.arange(40.0).reshape(20, 2), np.arange(20.0)
+    search = RayGridSearchCV(Slow(), {"alpha": [0.5, 1.0, 2.0]}, cv=2, progress=False)
+    search.fit(X, y)
+    print("RESULT " + json.dumps({
+        "starts": [t.timestamp() for t in search.tasks_["start_time"]],
+        "ends": [t.timestamp() for t in search.tasks_["end_time"]],
+        "pids": sorted({int(p) for p in search.tasks_["pid"]}),
+        "best": search.best_params_,
+    }), flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_second_script_waits_for_the_first_to_give_the_workers_back(cluster, tmp_path):
+    script = tmp_path / "slow.py"
+    script.write_text(f"MARKS = {str(tmp_path)!r}\n" + SLOW_JOB)
+    env = _env(cluster["dir"])
+    command = [sys.executable, str(script)]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "fits-began").exists():  # the first search holds the lease
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+        time.sleep(0.05)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    out, err = first.communicate(timeout=240)
+    runs = []
+    for code, stdout, stderr in (
+        (first.returncode, out.decode(), err.decode()),
+        (second.returncode, second.stdout, second.stderr),
+    ):
+        lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+        assert code == 0 and lines, stderr[-3000:]
+        runs.append(json.loads(lines[-1].removeprefix("RESULT ")))
+    assert "waiting for them" in second.stderr
+    # The second search's fits all began after the first's had ended, on the same workers.
+    assert min(runs[1]["starts"]) >= max(runs[0]["ends"])
+    warm = {p.pid for p in kept_alive.session_processes(cluster["state"]["keeper_pid"])}
+    assert set(runs[0]["pids"]) <= warm and set(runs[1]["pids"]) <= warm
+    assert runs[0]["best"] == runs[1]["best"] == {"alpha": 0.5}
+
+
 @pytest.mark.slow
 def test_a_client_without_the_token_is_refused(cluster):
     address = cluster["state"]["address"]
