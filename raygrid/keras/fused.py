@@ -9,7 +9,9 @@ batched matrix products, and each model keeps its own weights, Adam/SGD state, d
 per-epoch shuffling, learning rate, dropout rate and epoch count. Fits that differ only
 in their epoch count are one model of the stack, trained to the largest count, whose
 state is kept at each of the others on the way (the exact prefix sharing of unfused
-training).
+training). A group needing more memory than the worker can spare trains as several
+stacks in turn (:mod:`raygrid.keras.capacity` measures the free memory: the GPU's, as
+TensorFlow counts it, or the worker's share of the machine's).
 
 What equals the unfused fit, and what does not
     Each model starts from the very initial values its unfused fit would
@@ -45,7 +47,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from raygrid.keras import training
+from raygrid.keras import capacity, training
 from raygrid.keras.network import hidden_sizes
 from raygrid.keras.wrappers import (
     KerasClassifier,
@@ -211,11 +213,9 @@ def _lanes(plans: list[Any], rows: Sequence[np.ndarray]) -> list[int]:
 def _train(
     plans: list[Any], encoded: list[np.ndarray], rows: Sequence[np.ndarray]
 ) -> list[tuple[list[np.ndarray], list[float]]]:
-    """Stack the lanes' data and initial values, train, and unstack per plan."""
+    """Train the plans' lanes in as few stacks as memory allows; unstack per plan."""
     lanes = _lanes(plans, rows)
     heads = [lanes.index(lane) for lane in range(max(lanes) + 1)]  # a plan of each lane
-    stacked = [plans[i] for i in heads]
-    first = plans[0]
     # Positions of the trainable variables (a dropout layer adds a non-trainable one).
     trainable = [
         [i for i, v in enumerate(p.session.model.variables) if v.trainable] for p in plans
@@ -224,27 +224,25 @@ def _train(
     lane_epochs = np.zeros(len(heads), np.int32)
     for plan, lane in zip(plans, lanes, strict=True):
         lane_epochs[lane] = max(lane_epochs[lane], plan.options.epochs)
-    per_lane = (
-        np.array([p.seed for p in stacked], np.int64),
-        lane_epochs,
-        np.array([p.recipe.learning_rate for p in stacked], np.float32),
-        np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in stacked], np.float32),
-    )
     initial = [
         np.stack([plans[i].session.initial_values[trainable[i][j]] for i in heads])
         for j in range(len(trainable[0]))
     ]
-    loop = _fused_loop(first, len(initial), bool(per_lane[3].any()))
-    snapshots, losses = loop(
-        *_stacked_data(stacked, [encoded[i] for i in heads]),
-        *per_lane,
-        np.int32(first.options.batch_size),
-        np.bool_(first.options.shuffle),
-        np.array(stops, np.int32),
-        *initial,
-    )
-    snapshots = [s.numpy() for s in snapshots]
-    losses = losses.numpy()
+    size = capacity.stack_capacity(_model_bytes(plans[0], encoded[0], initial, len(stops)))
+    snapshots, losses = [], []
+    for start in range(0, len(heads), size):
+        chunk = slice(start, start + size)
+        kept, curves = _train_stack(
+            [plans[i] for i in heads[chunk]],
+            [encoded[i] for i in heads[chunk]],
+            lane_epochs[chunk],
+            stops,
+            [values[chunk] for values in initial],
+        )
+        snapshots.append(kept)
+        losses.append(np.pad(curves, [(0, int(lane_epochs.max()) - len(curves)), (0, 0)]))
+    snapshots = [np.concatenate(parts, axis=1) for parts in zip(*snapshots, strict=True)]
+    losses = np.concatenate(losses, axis=1)
     out = []
     for plan, lane, positions in zip(plans, lanes, trainable, strict=True):
         at = stops.index(plan.options.epochs)
@@ -253,6 +251,48 @@ def _train(
             values[position] = stacked_values[at, lane]
         out.append((values, [float(v) for v in losses[: plan.options.epochs, lane]]))
     return out
+
+
+def _model_bytes(plan: Any, encoded: np.ndarray, initial: list, n_kept: int) -> int:
+    """:func:`capacity.model_bytes` of one model of the stack."""
+    widest = max((v.shape[-1] for v in initial), default=1)
+    return capacity.model_bytes(
+        n_params=sum(int(np.prod(v.shape[1:])) for v in initial),
+        n_rows=len(plan.X),
+        row_width=int(np.prod(plan.X.shape[1:])),
+        target_width=int(np.prod(encoded.shape[1:])),
+        batch_size=plan.options.batch_size,
+        widest_layer=widest,
+        n_kept=n_kept,
+    )
+
+
+def _train_stack(
+    stacked: list[Any],
+    encoded: list[np.ndarray],
+    epochs: np.ndarray,
+    stops: list[int],
+    initial: list[np.ndarray],
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """One stack's training: its models' kept states ``(stops, models, ...)`` by
+    variable, and their per-epoch losses ``(epochs, models)``."""
+    first = stacked[0]
+    per_lane = (
+        np.array([p.seed for p in stacked], np.int64),
+        np.asarray(epochs, np.int32),
+        np.array([p.recipe.learning_rate for p in stacked], np.float32),
+        np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in stacked], np.float32),
+    )
+    loop = _fused_loop(first, len(initial), bool(per_lane[3].any()))
+    snapshots, losses = loop(
+        *_stacked_data(stacked, encoded),
+        *per_lane,
+        np.int32(first.options.batch_size),
+        np.bool_(first.options.shuffle),
+        np.array(stops, np.int32),
+        *initial,
+    )
+    return [s.numpy() for s in snapshots], losses.numpy()
 
 
 _loops: dict[str, Any] = {}
