@@ -322,8 +322,9 @@ def trace_counts() -> dict[str, dict[str, int]]:
     -------
     dict
         ``{cache key: {kind: traces}}``, kinds being ``"fit_loop"``, ``"train_step"``,
-        ``"test_step"``, ``"forward"``, ``"assign"``, ``"read"`` and ``"load"`` (summed over the entry's
-        functions of that kind: one fit loop per input signature and stopping kind).
+        ``"test_step"``, ``"forward"``, ``"assign"``, ``"read"`` and ``"load"`` (summed
+        over the entry's functions of that kind: one fit loop per input signature and
+        stopping kind).
     """
     with _cache_lock:
         entries = list(_cache.items())
@@ -821,8 +822,9 @@ def _compile_fit_loop(loop: Callable, x_spec: Any, y_spec: Any, *, validated: bo
     """``loop`` as one ``tf.function`` over the data (and validation data) and the scalars.
 
     The scalars travel as two small vectors (see :func:`_loop_scalars`): every argument
-    of a call is bound and checked one by one, which costs more than a short segment of
-    training.
+    of a call is bound and checked on its own, and eight scalars cost about 0.15 ms more
+    a call than two vectors (measured on a zero-epoch call: 0.59 ms against 0.44 ms),
+    which matters for the short segments of a prefix fit.
     """
     import tensorflow as tf  # heavy: TensorFlow loads on first use
 
