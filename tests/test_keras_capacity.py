@@ -94,6 +94,8 @@ def test_a_group_larger_than_memory_trains_as_several_stacks_with_the_same_resul
     monkeypatch.setattr(capacity, "stack_capacity", lambda per_model, tf=None: size)
     split = fit_fused(base, X, y, jobs)
     assert stacks == ([1] * 5 if size == 1 else [3, 2])
+    # Stacks of any size run the architecture's one trace.
+    assert all(count == 1 for count in fused_module.trace_counts().values())
     for one, other in zip(whole, split, strict=True):
         assert one.n_iter_ == other.n_iter_
         np.testing.assert_array_equal(one.loss_curve_, other.loss_curve_)

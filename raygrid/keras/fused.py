@@ -283,8 +283,7 @@ def _train_stack(
         np.array([p.recipe.learning_rate for p in stacked], np.float32),
         np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in stacked], np.float32),
     )
-    loop = _fused_loop(first, len(initial), bool(per_lane[3].any()))
-    snapshots, losses = loop(
+    args = (
         *_stacked_data(stacked, encoded),
         *per_lane,
         np.int32(first.options.batch_size),
@@ -292,14 +291,17 @@ def _train_stack(
         np.array(stops, np.int32),
         *initial,
     )
+    loop = _fused_loop(first, len(initial), bool(per_lane[3].any()), args)
+    snapshots, losses = loop(*args)
     return [s.numpy() for s in snapshots], losses.numpy()
 
 
 _loops: dict[str, Any] = {}
 
 
-def _fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
-    """The compiled fused loop for a plan's architecture (traced once per architecture)."""
+def _fused_loop(plan: Any, n_params: int, any_dropout: bool, args: Sequence[Any]) -> Any:
+    """The compiled fused loop for a plan's architecture (traced once per architecture,
+    on the first ``args`` it is made for: see :func:`_signature`)."""
     key = json.dumps(
         {
             "task": plan.recipe.task,
@@ -321,8 +323,22 @@ def _fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
     )
     loop = _loops.get(key)
     if loop is None:
-        loop = _loops[key] = _make_fused_loop(plan, n_params, any_dropout)
+        loop = _loops[key] = _make_fused_loop(plan, n_params, any_dropout, _signature(args))
     return loop
+
+
+def _signature(args: Sequence[Any]) -> list:
+    """The loop's input signature, from one call's arguments, with the stack axis (and the
+    data's rows axis) left open: one trace serves every stack and fold size."""
+    import tensorflow as tf  # heavy: TensorFlow loads on first use
+
+    specs = []
+    for position, value in enumerate(args):
+        value = np.asarray(value)
+        open_axes = 2 if position < 3 else min(1, value.ndim)  # xs, ys, sws: models × rows
+        shape = (None,) * open_axes + tuple(value.shape[open_axes:])
+        specs.append(tf.TensorSpec(shape, tf.as_dtype(value.dtype)))
+    return specs
 
 
 def trace_counts() -> dict[str, int]:
@@ -483,13 +499,13 @@ def _epoch_orders(seeds: Any, n: Any, n_max: Any, epoch: Any, shuffle: Any) -> A
     return tf.map_fn(lambda a, e=epoch: order_of(a, e), (seeds, n), fn_output_signature=tf.int32)
 
 
-def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool) -> Any:
+def _make_fused_loop(plan: Any, n_params: int, any_dropout: bool, signature: list) -> Any:
     """Trace-once loop training a stack of default networks (see the module docstring)."""
     import tensorflow as tf  # heavy: TensorFlow loads on first use
 
     net = _stacked_network(plan, n_params, any_dropout)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=signature)
     def fused_loop(
         xs, ys, sws, n, seeds, epochs, lrs, rates, batch_size, shuffle, stops, *initial
     ):
