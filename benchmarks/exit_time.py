@@ -46,8 +46,8 @@ SEARCH = textwrap.dedent(
 RAYS_HOOK = textwrap.dedent(
     """
     import atexit
-    import raygrid.teardown
-    atexit.unregister(raygrid.teardown.shutdown_local)
+    import raygrid.local.teardown
+    atexit.unregister(raygrid.local.teardown.shutdown_local)
     """
 )
 IMPORTS_ONLY = textwrap.dedent(

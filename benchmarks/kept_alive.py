@@ -55,7 +55,7 @@ def raygrid_command(state_dir: str, *args: str) -> tuple[float, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "raygrid.cli", *args],
+        [sys.executable, "-m", "raygrid.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

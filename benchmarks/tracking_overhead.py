@@ -33,8 +33,8 @@ from seed_grid_search import SEED_GRID as GRID  # noqa: E402
 from seed_grid_search import KerasClassifierWrapper, seed_data  # noqa: E402
 
 from raygrid import RayGridSearchCV  # noqa: E402
-from raygrid.execute import start_local  # noqa: E402
 from raygrid.keras import KerasClassifier  # noqa: E402
+from raygrid.run.execute import start_local  # noqa: E402
 from raygrid.tracking import MLflowTracker  # noqa: E402
 
 

@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 
-from raygrid import report
+from raygrid.report import build as report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_BYTES = 150_000

@@ -1,19 +1,30 @@
 """raygrid: scikit-learn's search family (grid, randomized, successive halving) on Ray.
 
-The search classes are drop-in replacements for scikit-learn's; :mod:`raygrid.keras`
-holds the Keras wrappers and :mod:`raygrid.tracking` the experiment trackers.
+The search classes are drop-in replacements for scikit-learn's. The subpackages follow one
+search from ``fit()`` down:
+
+- :mod:`raygrid.search`: the search classes, validation, and the ``fit`` that drives the rest;
+- :mod:`raygrid.run`: planning units of work, scheduling them on warm Ray workers, collecting
+  their records;
+- :mod:`raygrid.store`: the fit record, the journal of finished fits, saved results;
+- :mod:`raygrid.local`: the driver's machine (a local Ray, the kept-alive cluster, teardown);
+- :mod:`raygrid.spec`, :mod:`raygrid.cli`, :mod:`raygrid.report`: the TOML spec, the command
+  line and the reports built from saved results;
+- plugins the core reaches only through hooks on the estimator: :mod:`raygrid.keras` (the
+  Keras wrappers and their compiled training) and :mod:`raygrid.tracking` (MLflow,
+  TensorBoard).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from raygrid.engine import RaySearchMixin
-from raygrid.pool import release_workers, set_worker_idle_time
-from raygrid.search import (
+from raygrid.run.pool import release_workers, set_worker_idle_time
+from raygrid.search.family import (
     RayGridSearchCV,
     RayHalvingGridSearchCV,
     RayHalvingRandomSearchCV,
     RayRandomizedSearchCV,
 )
+from raygrid.search.mixin import RaySearchMixin
 
 try:
     __version__ = version("raygrid")  # pyproject.toml's version, the one source

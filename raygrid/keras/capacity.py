@@ -7,7 +7,7 @@ stacks, one after the other. The free memory is measured, not guessed:
 - on a GPU, TensorFlow's own count of the bytes it holds on the device
   (``tf.config.experimental.get_memory_info``) against the memory it may use there: the
   logical-device limit raygrid set for a worker holding a fraction of the GPU
-  (:mod:`raygrid.gpu_memory`), else the device's total memory (NVML or ``nvidia-smi``);
+  (:mod:`raygrid.run.gpu_memory`), else the device's total memory (NVML or ``nvidia-smi``);
 - on CPUs, the machine's available memory (psutil) times this worker's share of the
   machine's CPUs.
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import psutil
 
-from raygrid import gpu_memory
 from raygrid.keras.runtime import thread_count_from_env
+from raygrid.run import gpu_memory
 
 #: The share of the measured free memory one stack may take.
 HEADROOM = 0.5

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from raygrid.record import FitRecord
+from raygrid.store.record import FitRecord
 
 
 @dataclass
@@ -33,7 +33,7 @@ class SearchStart:
         How many fits run at once.
     search_key : str or None
         The search's fingerprint when ``results_dir`` is set (see
-        :func:`raygrid.journal.fingerprint`): what a resumed search shares with the run
+        :func:`raygrid.store.journal.fingerprint`): what a resumed search shares with the run
         it resumes.
     results_dir : str or None
         The search's ``results_dir``, made absolute.

@@ -326,7 +326,7 @@ def _search_params(start: SearchStart) -> dict[str, Any]:
 
 def _search_tags(start: SearchStart) -> dict[str, str]:
     from raygrid import __version__
-    from raygrid.journal import fingerprint
+    from raygrid.store.journal import fingerprint
 
     tags = {
         "raygrid.version": __version__,
@@ -339,7 +339,7 @@ def _search_tags(start: SearchStart) -> dict[str, str]:
 
 
 def _write_figures(results_dir: str, figures_dir: str) -> None:
-    from raygrid import report
+    from raygrid.report import build as report
 
     saved = report.read_search(results_dir)
     metric = saved.default_metric()

@@ -17,8 +17,8 @@ import warnings
 from collections import defaultdict
 from typing import Any
 
-from raygrid.plan import Task
-from raygrid.record import FitRecord
+from raygrid.run.plan import Task
+from raygrid.store.record import FitRecord
 from raygrid.tracking.base import CandidateResult, SearchStart, Tracker, TrackerRun
 
 

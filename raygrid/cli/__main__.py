@@ -1,0 +1,7 @@
+"""``python -m raygrid.cli``: the ``raygrid`` command."""
+
+import sys
+
+from raygrid.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""The driver's own machine: a local Ray, the kept-alive cluster, a quiet and quick exit.
+
+- :mod:`~raygrid.local.kept_alive`: ``raygrid up``'s cluster, found and leased by scripts.
+- :mod:`~raygrid.local.teardown`: stopping a local Ray that raygrid started, promptly.
+- :mod:`~raygrid.local.quiet`: workers that print only what the user's fits print.
+- :mod:`~raygrid.local.shipping`: the user's local modules shipped to workers by value.
+"""

@@ -1,0 +1,11 @@
+"""Running fits on Ray: from candidates × folds to finished fit records.
+
+- :mod:`~raygrid.run.plan`: the units of work one wave asks for (single fits, shared
+  prefixes, fused stacks); :mod:`~raygrid.run.prefix`: which fits share a training prefix.
+- :mod:`~raygrid.run.execute`: connecting to Ray and scheduling units on the worker pool.
+- :mod:`~raygrid.run.pool`: the warm :class:`~raygrid.run.worker.FitWorker` actors, one
+  per CPU/GPU slot; :mod:`~raygrid.run.worker`: what runs inside them.
+- :mod:`~raygrid.run.collect`: records back from workers, errors and warnings re-raised;
+  :mod:`~raygrid.run.progress` and :mod:`~raygrid.run.callbacks`: what the user sees meanwhile.
+- :mod:`~raygrid.run.gpu_memory`: a GPU slot's share of its device's memory.
+"""

@@ -1,0 +1,9 @@
+"""What a search keeps: fit records, the journal of finished fits, saved results.
+
+- :mod:`~raygrid.store.record`: :class:`~raygrid.store.record.FitRecord`, the one record of
+  a fit that collector, aggregator, journal and tables all read.
+- :mod:`~raygrid.store.journal`: ``results_dir``, finished fits written by the workers and
+  read back on resume.
+- :mod:`~raygrid.store.results`: ``cv_results_`` and ``tasks_`` saved as tables and read back.
+- :mod:`~raygrid.store.files`: atomic and exclusive file writes.
+"""

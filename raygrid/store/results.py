@@ -1,0 +1,325 @@
+"""A finished search's results as tables and files.
+
+* :func:`tasks_frame`: one row per (candidate, split) task, with where and when it ran;
+* :func:`results_frame`: ``cv_results_`` with one column per parameter, best first;
+* :func:`save_results` / :func:`load_results`: both tables as Parquet plus a small JSON
+  summary, the layout ``raygrid report`` reads;
+* :func:`write_output` / :func:`read_output`: the same layout at a path or a URI (copied
+  through the URI's pyarrow filesystem);
+* :func:`read_table` / :func:`read_schema`: a spec's data file (Parquet, CSV, Arrow IPC),
+  local or at a URI.
+
+``cv_results_`` itself is never changed by any of this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raygrid.run.plan import Task
+from raygrid.store.files import atomic_write
+from raygrid.store.record import FitRecord
+
+RESULTS_FILE = "cv_results.parquet"
+TASKS_FILE = "tasks.parquet"
+SUMMARY_FILE = "search.json"
+LAYOUT_VERSION = 1
+
+
+def tasks_frame(
+    tasks: list[Task],
+    records: list[FitRecord],
+    candidate_columns: dict[str, list[Any]] | None = None,
+) -> pd.DataFrame:
+    """One row per task, in scikit-learn's candidate-major order.
+
+    Columns: ``candidate``, ``split``, ``params``, then ``candidate_columns`` (values per
+    candidate, e.g. a halving search's ``iter`` and ``n_resources``), ``test_<metric>``
+    (and ``train_<metric>``), ``fit_time``, ``score_time``, ``start_time``, ``end_time``
+    (UTC timestamps), ``node_id``, ``gpu_ids``, ``pid``, ``worker_rss`` (the worker's
+    resident memory in bytes right after the fit), ``attempts``, ``trained_with`` (the
+    candidate whose training this fit was scored on: itself, or with prefix sharing the
+    one trained to a larger value), ``continued_from`` (in a halving search over a
+    training-length resource, the value the previous iteration's fit was trained on from),
+    ``resumed`` (read back from the journal instead of run), ``error`` (traceback text, or None), and one column
+    per fitted fact the estimators reported (``n_iter``, ``best_epoch``, ``loss_curve``,
+    ...; see :data:`raygrid.store.record.FIT_INFO_ATTRIBUTES`).
+    """
+    rows = []
+    for task, record in zip(tasks, records, strict=True):
+        row: dict[str, Any] = {
+            "candidate": task.candidate,
+            "split": task.split,
+            "params": task.params,
+        }
+        for name, values in (candidate_columns or {}).items():
+            row[name] = values[task.candidate]
+        for prefix, scores in (("test", record.test_scores), ("train", record.train_scores)):
+            if isinstance(scores, dict):
+                row.update({f"{prefix}_{name}": value for name, value in scores.items()})
+            elif scores is not None:
+                row[f"{prefix}_score"] = scores
+        row.update(
+            fit_time=record.fit_time,
+            score_time=record.score_time,
+            start_time=record.start_time,
+            end_time=record.end_time,
+            node_id=record.node_id,
+            gpu_ids=",".join(record.gpu_ids),
+            pid=record.pid,
+            worker_rss=record.worker_rss,
+            attempts=record.attempts,
+            trained_with=task.candidate if record.trained_in is None else record.trained_in,
+            continued_from=record.continued_from,
+            resumed=record.resumed,
+            error=record.fit_error,
+            **record.fit_info,
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in ("start_time", "end_time"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
+    return frame
+
+
+def results_frame(cv_results: dict[str, Any], rank_by: str | None = None) -> pd.DataFrame:
+    """``cv_results`` as a DataFrame, one column per parameter, sorted by rank.
+
+    Parameters
+    ----------
+    cv_results : dict
+        A search's ``cv_results_``.
+    rank_by : str, default=None
+        The ``rank_test_*`` column to sort by; by default the first one.
+    """
+    columns: dict[str, Any] = {}
+    for key, values in cv_results.items():
+        if key.startswith("param_"):
+            columns[key.removeprefix("param_")] = [
+                None if masked else value
+                for value, masked in zip(values.data, np.ma.getmaskarray(values), strict=True)
+            ]
+    for key, values in cv_results.items():
+        if key != "params" and not key.startswith("param_"):
+            columns[key] = values
+    columns["params"] = cv_results["params"]
+    frame = pd.DataFrame(columns)
+    ranks = [k for k in cv_results if k.startswith("rank_test_")]
+    rank_by = rank_by or (ranks[0] if ranks else None)
+    if rank_by is not None:
+        frame = frame.sort_values(rank_by, kind="stable")
+    return frame
+
+
+def save_results(
+    path: str | os.PathLike,
+    cv_results: dict[str, Any],
+    tasks: pd.DataFrame | None,
+    summary: dict[str, Any],
+) -> None:
+    """Write ``cv_results`` and ``tasks`` as Parquet under the directory ``path``.
+
+    Parameter values that are not plain numbers, strings or booleans (estimators,
+    tuples, mixed types) are stored as their ``repr``; ``params`` as JSON text; the
+    tasks' per-epoch curves (``loss_curve``, ``validation_loss_curve``) as lists of floats.
+    """
+    os.makedirs(path, exist_ok=True)
+    frame = results_frame(cv_results)
+    _to_parquet(_plain_columns(frame), os.path.join(path, RESULTS_FILE))
+    if tasks is not None:
+        _to_parquet(_plain_columns(tasks), os.path.join(path, TASKS_FILE))
+    summary = {"layout_version": LAYOUT_VERSION, **summary}
+    text = json.dumps(summary, indent=2, default=repr)
+    atomic_write(os.path.join(path, SUMMARY_FILE), text.encode())
+
+
+def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+    """Read what :func:`save_results` wrote: (results, tasks or None, summary).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` holds no results file.
+    ValueError
+        If the files are not a raygrid results layout.
+    """
+    import pyarrow.parquet as pq
+
+    results_file = os.path.join(path, RESULTS_FILE)
+    if not os.path.isfile(results_file):
+        raise FileNotFoundError(
+            f"{path}: no {RESULTS_FILE} here; is it a raygrid results directory?"
+        )
+    try:
+        results = pq.read_table(results_file).to_pandas()
+    except Exception as exc:
+        raise ValueError(f"{results_file}: not a readable Parquet file ({exc})") from None
+    if not any(c.startswith("rank_test_") for c in results.columns):
+        raise ValueError(f"{results_file}: not raygrid search results (no rank_test_* column)")
+    tasks_file = os.path.join(path, TASKS_FILE)
+    tasks = None
+    if os.path.isfile(tasks_file):
+        try:
+            tasks = pq.read_table(tasks_file).to_pandas()
+        except Exception as exc:
+            raise ValueError(f"{tasks_file}: not a readable Parquet file ({exc})") from None
+    summary_file = os.path.join(path, SUMMARY_FILE)
+    summary = {}
+    if os.path.isfile(summary_file):
+        try:
+            with open(summary_file) as f:
+                summary = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{summary_file}: not a raygrid search summary ({exc})") from None
+    return results, tasks, summary
+
+
+def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns Parquet can hold: non-uniform object columns become text."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype != object:
+            continue
+        values = [v for v in out[column] if v is not None]
+        if column == "params":
+            out[column] = [json.dumps(v, default=repr, sort_keys=True) for v in out[column]]
+        elif values and (
+            all(isinstance(v, str) for v in values) or all(isinstance(v, bool) for v in values)
+        ):
+            continue
+        elif values and all(
+            isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values
+        ):
+            out[column] = pd.array([None if v is None else float(v) for v in out[column]])
+        elif column.endswith("_curve") and all(_is_number_list(v) for v in values):
+            out[column] = [None if v is None else [float(x) for x in v] for v in out[column]]
+        else:
+            out[column] = [None if v is None else repr(v) for v in out[column]]
+    return out
+
+
+def _is_number_list(value: Any) -> bool:
+    return isinstance(value, list | tuple | np.ndarray) and all(
+        isinstance(x, int | float | np.number) and not isinstance(x, bool) for x in value
+    )
+
+
+def _to_parquet(frame: pd.DataFrame, path: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+    atomic_write(path, sink.getvalue().to_pybytes())
+
+
+# -- data files and URIs ------------------------------------------------------------------
+
+
+def is_uri(path: str) -> bool:
+    """Whether ``path`` is a URI (``scheme://...``) rather than a local path."""
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
+
+
+def _open_source(path: str) -> Any:
+    if is_uri(path):
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+        return fs.open_input_file(inner)
+    return path
+
+
+def read_schema(path: str, fmt: str) -> Any:
+    """The pyarrow schema of the data file ``path`` (a local path or a URI) in format ``fmt``."""
+    import pyarrow as pa
+
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(_open_source(path))
+    if fmt == "csv":
+        import pyarrow.csv
+
+        return pyarrow.csv.open_csv(_open_source(path)).schema
+    try:
+        return pa.ipc.open_file(_open_source(path)).schema
+    except pa.ArrowInvalid:
+        return read_table(path, fmt).schema
+
+
+def read_table(path: str, fmt: str, columns: list[str] | None = None) -> Any:
+    """The data file ``path`` (a local path or a URI) in format ``fmt`` as a pyarrow table."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(_open_source(path), columns=columns)
+    if fmt == "csv":
+        import pyarrow.csv
+
+        table = pyarrow.csv.read_csv(_open_source(path))
+        return table.select(columns) if columns is not None else table
+    import pyarrow.feather
+
+    return pyarrow.feather.read_table(_open_source(path), columns=columns)
+
+
+# -- results at a path or URI -------------------------------------------------------------
+
+
+def write_output(search: Any, output: str) -> None:
+    """Write a fitted search's results under ``output`` (a directory path or a URI).
+
+    The layout is :meth:`RayGridSearchCV.save_results`'s (``cv_results.parquet``,
+    ``tasks.parquet``, ``search.json``); for a URI it is written locally first, then
+    copied with the URI's pyarrow filesystem.
+    """
+    if not is_uri(output):
+        search.save_results(output)
+        return
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
+    with tempfile.TemporaryDirectory(prefix="raygrid-out-") as tmp:
+        search.save_results(tmp)
+        fs.create_dir(inner, recursive=True)
+        for name in sorted(os.listdir(tmp)):
+            with (
+                open(os.path.join(tmp, name), "rb") as src,
+                fs.open_output_stream(f"{inner.rstrip('/')}/{name}") as dst,
+            ):
+                dst.write(src.read())
+
+
+def read_output(output: str) -> tuple[Any, Any, dict]:
+    """Read results written by :func:`write_output`: (results, tasks or None, summary).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``output`` holds no results.
+    """
+    if not is_uri(output):
+        return load_results(output)
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
+    with tempfile.TemporaryDirectory(prefix="raygrid-in-") as tmp:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
+        names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
+        if RESULTS_FILE not in names:
+            raise FileNotFoundError(f"{output}: no {RESULTS_FILE} here")
+        for name in names:
+            with (
+                fs.open_input_stream(f"{inner.rstrip('/')}/{name}") as src,
+                open(os.path.join(tmp, name), "wb") as dst,
+            ):
+                dst.write(src.read())
+        return load_results(tmp)
