@@ -1,6 +1,6 @@
-"""Sphinx configuration of raygrid's API reference (numpydoc docstrings).
+"""Sphinx configuration of raygrid's user guide (docs/guide/) and API reference (numpydoc).
 
-Build: ``sphinx-build -W -b html docs/ docs/_build`` (tests/test_docs.py runs it).
+Build: ``sphinx-build -W -b html docs/ docs/_build`` (tests/project/test_docs.py runs it).
 """
 
 from raygrid import __version__

@@ -1,4 +1,4 @@
-"""Regenerate the README's figures: ``python docs/make_figures.py``.
+"""Regenerate the user guide's heatmap (docs/guide/results.rst): ``python docs/make_figures.py``.
 
 By default runs a small real search (an RBF SVC over C × gamma on 600 digits, 3-fold)
 with raygrid on a local Ray and draws ``docs/heatmap.png`` from its saved results, with

@@ -1,8 +1,10 @@
-"""The API reference: it builds with warnings as errors, every public object has a page,
-and every public object passes numpydoc's validation (checks chosen in docs/conf.py)."""
+"""The docs: the user guide and the API reference build with warnings as errors, every
+page is reachable from the index, every public object has a page, and every public object
+passes numpydoc's validation (checks chosen in docs/conf.py)."""
 
 import importlib.util
 import inspect
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,8 @@ import raygrid.tracking
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PACKAGES = (raygrid, raygrid.keras, raygrid.tracking)
+# The guide's first pages, in reading order; pages added later follow them.
+GUIDE_FIRST = ["drop_in", "keras", "clusters", "specs_cli", "results", "reliability"]
 
 
 def _conf():
@@ -57,14 +61,57 @@ def _public_methods():
     return found
 
 
-def test_docs_build_without_warnings(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(DOCS), str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The docs built once as HTML with warnings as errors: ``(result, html dir, doctrees)``."""
+    out = tmp_path_factory.mktemp("docs")
+    doctrees = out / ".doctrees"
+    command = [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", "-d", str(doctrees)]
+    result = subprocess.run([*command, str(DOCS), str(out)], capture_output=True, text=True)
+    return result, out, doctrees
+
+
+def _toctree_includes(doctrees: Path) -> dict[str, list[str]]:
+    with open(doctrees / "environment.pickle", "rb") as file:
+        return pickle.load(file).toctree_includes
+
+
+def _reachable(includes: dict[str, list[str]], root: str = "index") -> set[str]:
+    seen, todo = set(), [root]
+    while todo:
+        page = todo.pop()
+        if page not in seen:
+            seen.add(page)
+            todo.extend(includes.get(page, []))
+    return seen
+
+
+def test_docs_build_without_warnings(built):
+    result, out, _ = built
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "api" / "raygrid.keras.KerasClassifier.html").exists()
+    assert (out / "api" / "raygrid.keras.KerasClassifier.html").exists()
+    assert (out / "guide" / "index.html").exists()
+
+
+def test_every_guide_page_is_built_and_reachable_from_the_index(built):
+    result, out, doctrees = built
+    assert result.returncode == 0, result.stderr
+    pages = {f"guide/{path.stem}" for path in (DOCS / "guide").glob("*.rst")}
+    assert {"guide/index", *(f"guide/{name}" for name in GUIDE_FIRST)} <= pages
+    reachable = _reachable(_toctree_includes(doctrees))
+    assert pages - reachable == set()
+    for page in pages:
+        assert (out / f"{page}.html").exists(), page
+
+
+def test_guide_lists_its_first_pages_first_then_every_other_page(built):
+    result, _, doctrees = built
+    assert result.returncode == 0, result.stderr
+    listed = _toctree_includes(doctrees)["guide/index"]
+    assert listed[: len(GUIDE_FIRST)] == [f"guide/{name}" for name in GUIDE_FIRST]
+    others = {f"guide/{path.stem}" for path in (DOCS / "guide").glob("*.rst")}
+    others -= {"guide/index", *listed[: len(GUIDE_FIRST)]}
+    assert sorted(listed[len(GUIDE_FIRST) :]) == sorted(others)
 
 
 def test_every_public_object_has_a_page():
