@@ -12,7 +12,11 @@ search from ``fit()`` down:
   line and the reports built from saved results;
 - plugins the core reaches only through hooks on the estimator: :mod:`raygrid.keras` (the
   Keras wrappers and their compiled training) and :mod:`raygrid.tracking` (MLflow,
-  TensorBoard).
+  TensorBoard);
+- :mod:`raygrid.text`: short text for terminals and error messages, used throughout.
+
+``python -m raygrid`` is the ``raygrid`` command. The user guide (``docs/guide/``) says how
+to use all of this.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -1,7 +1,8 @@
 """The searches users call: what ``fit()`` does, from validation to ``cv_results_``.
 
 - :mod:`~raygrid.search.family`: the four public classes (grid, randomized, halving grid,
-  halving randomized), each scikit-learn's class with :class:`RaySearchMixin` in front.
+  halving randomized), each scikit-learn's class followed by :class:`RaySearchMixin` in
+  its bases (so the mixin sits between it and ``BaseSearchCV``).
 - :mod:`~raygrid.search.mixin`: :class:`RaySearchMixin`, the ``fit`` that plans, runs and
   aggregates one search through scikit-learn's ``_run_search`` seam.
 - :mod:`~raygrid.search.validate`: what is checked before any fit is scheduled.

@@ -4,6 +4,7 @@
   a fit that collector, aggregator, journal and tables all read.
 - :mod:`~raygrid.store.journal`: ``results_dir``, finished fits written by the workers and
   read back on resume.
-- :mod:`~raygrid.store.results`: ``cv_results_`` and ``tasks_`` saved as tables and read back.
+- :mod:`~raygrid.store.results`: ``cv_results_`` and ``tasks_`` saved as tables and read back,
+  at a path or a URI; a spec's data files read the same way.
 - :mod:`~raygrid.store.files`: atomic and exclusive file writes.
 """

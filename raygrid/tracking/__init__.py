@@ -10,6 +10,12 @@ The trackers run on the driver, in one background thread fed as fits finish (see
 :mod:`raygrid.tracking.session`); workers need no access to the tracker, and a tracker
 that fails costs one :class:`TrackingWarning`, never the search's results. Neither
 MLflow nor TensorBoard is imported until a tracker of its kind is used.
+
+- :mod:`~raygrid.tracking.base`: :class:`Tracker` and what every tracker is handed.
+- :mod:`~raygrid.tracking.session`: one search's trackers, fed from the driver without
+  holding the search up.
+- :mod:`~raygrid.tracking.mlflow` and :mod:`~raygrid.tracking.tensorboard`: the two
+  trackers.
 """
 
 from raygrid.tracking.base import CandidateResult, SearchStart, Tracker, TrackerRun
