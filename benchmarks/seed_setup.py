@@ -3,7 +3,7 @@
 ``examples/seed_grid_search.py`` holds the same grid and data next to the write-up's own
 Keras wrapper, and so imports TensorFlow. A ``raygrid.keras`` script needs neither in
 its driver (the workers import TensorFlow), so the benchmarks' ``raygrid.keras`` runs take
-the grid and data from here; ``tests/test_benchmarks_setup.py`` checks both are equal.
+the grid and data from here; ``tests/project/test_benchmarks_setup.py`` checks both are equal.
 """
 
 from __future__ import annotations

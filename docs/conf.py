@@ -27,7 +27,7 @@ NUMPYDOC_IGNORED_CHECKS = {"ES01", "SA01"}
 #                   subclass's __init__ declares, not the scikit-learn parameters of
 #                   the BaseSearchCV signature it inherits.
 NUMPYDOC_IGNORED_PER_OBJECT = {"raygrid.RaySearchMixin": {"PR01", "PR02"}}
-# For the public methods and properties of the public classes (tests/test_docs.py):
+# For the public methods and properties of the public classes (tests/project/test_docs.py):
 #   EX01  Examples: the class's own Examples show its methods in use.
 NUMPYDOC_IGNORED_FOR_METHODS = {"EX01"}
 # and for those inherited from scikit-learn (score, get_params, ...), whose docstrings
@@ -35,6 +35,6 @@ NUMPYDOC_IGNORED_FOR_METHODS = {"EX01"}
 #   RT02  scikit-learn names the returned value (``self : object``).
 NUMPYDOC_IGNORED_FOR_INHERITED = {"RT02"}
 numpydoc_validation_checks = {"all", *NUMPYDOC_IGNORED_CHECKS}
-# RaySearchMixin is validated by tests/test_docs.py with the exemption above.
+# RaySearchMixin is validated by tests/project/test_docs.py with the exemption above.
 numpydoc_validation_exclude = {r"\.__init__$", r"^raygrid\.RaySearchMixin$"}
 numpydoc_validation_overrides = {}

@@ -36,7 +36,7 @@ from numbers import Integral
 from typing import Any
 
 # scikit-learn estimators whose warm_start continuation over ``n_estimators`` gives the
-# same model as a fresh fit (tests/test_prefix_sharing.py checks each family), and the
+# same model as a fresh fit (tests/run/test_prefix_sharing.py checks each family), and the
 # parameters that would break that equivalence when set.
 _WARM_START_FAMILIES = {
     "RandomForestClassifier": (),

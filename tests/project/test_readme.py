@@ -1,8 +1,8 @@
 """README.md is a short front page whose commands, links and file names are all real.
 
 The Quick start commands are the ones ``.ci/run`` runs; every relative link points to a
-file of the repository; every repository path the README or the user guide names in
-inline code exists; and nothing links to README anchors, whose content moved to the
+file of the repository; every repository path the READMEs (README.md, cluster/README.md)
+or the user guide name in inline code exists; and nothing links to README anchors, whose content moved to the
 guide (docs/guide/).
 """
 
@@ -81,13 +81,16 @@ def test_every_relative_link_in_readme_resolves():
 
 
 def test_repository_paths_named_in_readme_and_guide_exist():
-    named = _paths_in_inline_code(_markdown_prose(README.read_text()), re.compile(r"`([^`]+)`"))
+    md_literal = re.compile(r"`([^`]+)`")
+    named = []
+    for markdown in (README, ROOT / "cluster" / "README.md"):
+        named += _paths_in_inline_code(_markdown_prose(markdown.read_text()), md_literal)
     rst_literal = re.compile(r"``(.+?)``", re.DOTALL)
     for page in sorted(GUIDE.glob("*.rst")):
         named += _paths_in_inline_code(page.read_text(), rst_literal)
     assert "raygrid/run/prefix.py" in named
     missing = sorted({path for path in named if not list(ROOT.glob(path))})
-    assert not missing, f"named in README.md or docs/guide/ but not in the repository: {missing}"
+    assert not missing, f"named in the READMEs or docs/guide/ but not in the repository: {missing}"
 
 
 def test_nothing_links_to_readme_anchors():
