@@ -19,8 +19,6 @@ search from ``fit()`` down:
 to use all of this.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from raygrid.run.pool import release_workers, set_worker_idle_time
 from raygrid.search.family import (
     RayGridSearchCV,
@@ -29,11 +27,7 @@ from raygrid.search.family import (
     RayRandomizedSearchCV,
 )
 from raygrid.search.mixin import RaySearchMixin
-
-try:
-    __version__ = version("raygrid")  # pyproject.toml's version, the one source
-except PackageNotFoundError:  # imported from a source tree that is not installed
-    __version__ = "0+unknown"
+from raygrid.version import __version__
 
 __all__ = [
     "RayGridSearchCV",

@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="raygrid",
         description="Run scikit-learn grid searches on Ray, from a TOML search spec.",
     )
-    from raygrid import __version__
+    from raygrid.version import __version__
 
     parser.add_argument("--version", action="version", version=f"raygrid {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -730,6 +730,59 @@ class _BaseKerasEstimator(BaseEstimator):
             self.fit(X, y, sample_weight=sample_weight, **fit_params)
             yield stop
 
+    # -- fused fits: many configurations trained as one stack ----------------------
+
+    def fusion_key(self) -> str | None:
+        """Key of the group of fits this configuration can be trained with, or None.
+
+        The fusion hook raygrid's searches use with ``fuse=True`` (see
+        :mod:`raygrid.run.fusion`); :func:`raygrid.keras.fused.fusion_key` says which
+        configurations fuse.
+
+        Returns
+        -------
+        str or None
+            Equal for configurations that differ only in ``learning_rate``,
+            ``dropout_rate``, ``epochs`` and ``random_state``; None when this one
+            cannot be fused.
+        """
+        from raygrid.keras import fused  # imports TensorFlow: only when asked
+
+        return fused.fusion_key(self)
+
+    def fit_fused(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        jobs: Sequence[tuple[dict[str, Any], np.ndarray]],
+        **fit_params: Any,
+    ) -> list[Any]:
+        """Fit ``clone(self).set_params(**params)`` on ``X[train]`` for every job, fused.
+
+        See :func:`raygrid.keras.fused.fit_fused`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data of every job.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Target values of every job.
+        jobs : sequence of (dict, array of int)
+            Parameters and training rows of each fit; every configuration must have the
+            same :meth:`fusion_key`.
+        **fit_params
+            ``sample_weight`` (for all of ``X``) and ``class_weight``.
+
+        Returns
+        -------
+        list
+            One fitted estimator per job, in order (``fit_path_`` is ``"fused"``).
+        """
+        from raygrid.keras import fused
+
+        return fused.fit_fused(self, X, y, jobs, **fit_params)
+
     # -- hooks for the subclasses -------------------------------------------------
 
     def _fit_inputs(

@@ -12,7 +12,7 @@ from typing import Any
 
 from raygrid.run import progress
 from raygrid.run.callbacks import deliver
-from raygrid.run.plan import Task
+from raygrid.run.units import Task
 from raygrid.store.journal import Journal, params_text
 from raygrid.store.record import FitRecord
 
@@ -110,7 +110,7 @@ class Collector:
         if self.journal is not None:
             self.journal.append(
                 [
-                    (self.keys[r.index], self.tasks[r.index], r)
+                    (self.keys[r.index], *_place(self.tasks[r.index]), r)
                     for r in batch
                     if r.raised is None and not r.journaled
                 ]
@@ -175,6 +175,11 @@ def show_warnings(caught: list[tuple]) -> None:
     registry: dict = {}
     for message, category, filename, lineno in caught:
         warnings.warn_explicit(message, category, filename, lineno, registry=registry)
+
+
+def _place(task: Task) -> tuple[int, int, dict[str, Any]]:
+    """Where a task's fit sits in the search: ``(candidate, split, params)``."""
+    return task.candidate, task.split, task.params
 
 
 def _same_params(journaled: str, params: dict[str, Any]) -> bool:

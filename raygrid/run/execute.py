@@ -27,7 +27,6 @@ from typing import Any
 import ray
 
 from raygrid.local import kept_alive, quiet, teardown
-from raygrid.run.plan import PrefixGroup, Task
 from raygrid.run.pool import (  # noqa: F401  (re-exported: the names callers know)
     SlotSpec,
     WorkerPool,
@@ -36,6 +35,7 @@ from raygrid.run.pool import (  # noqa: F401  (re-exported: the names callers kn
     release_workers,
     set_worker_idle_time,
 )
+from raygrid.run.units import Task, WorkUnit
 from raygrid.run.worker import RefitResult
 from raygrid.store.record import FitRecord
 
@@ -257,7 +257,7 @@ def run_tasks(
     pool: WorkerPool,
     n_slots: int,
     refs: tuple[ray.ObjectRef, ray.ObjectRef],
-    tasks: Iterable[Task | PrefixGroup],
+    tasks: Iterable[WorkUnit],
     *,
     max_in_flight: int,
     max_retries: int,
@@ -265,7 +265,8 @@ def run_tasks(
     fit_timeout: float | None = None,
     on_timeout: Callable[[Task, float], FitRecord] | None = None,
 ) -> None:
-    """Run ``tasks`` on ``n_slots`` workers of ``pool``.
+    """Run ``tasks`` (units of work, see :class:`~raygrid.run.units.WorkUnit`) on
+    ``n_slots`` workers of ``pool``.
 
     ``refs`` are the search's data and the wave's splits in Ray's object store
     (:class:`~raygrid.run.worker.SearchData`, :class:`~raygrid.run.worker.WaveData`).
@@ -307,7 +308,7 @@ class _Scheduler:
         self.slots: dict[int, Any] = dict(enumerate(pool.actors[:n_slots]))
         self.depth = max(1, min(2, max_in_flight // max(1, len(self.slots))))
         self.sizer = _BatchSizer(len(self.slots))
-        self.in_flight: dict[ray.ObjectRef, tuple[int, Any, list[Task]]] = {}
+        self.in_flight: dict[ray.ObjectRef, tuple[int, Any, list[WorkUnit]]] = {}
         self.deadlines: dict[ray.ObjectRef, float] = {}
         self.busy = dict.fromkeys(self.slots, 0)
         self.attempts: dict[int, int] = {}
@@ -320,7 +321,7 @@ class _Scheduler:
         self.depth = 1
         self.sizer = _BatchSizer(len(self.slots), max_batch=1)
 
-    def run(self, queue: deque[Task]) -> None:
+    def run(self, queue: deque[WorkUnit]) -> None:
         self.queue = queue
         for limit in (1, None):  # every slot's first call before any slot's second
             for slot in list(self.slots):
@@ -363,7 +364,7 @@ class _Scheduler:
         for ref in [r for r, deadline in self.deadlines.items() if deadline <= now]:
             slot, actor, batch = self.in_flight.pop(ref)
             del self.deadlines[ref]
-            tasks = [t for u in batch for t in (u.tasks if isinstance(u, PrefixGroup) else [u])]
+            tasks = [task for unit in batch for task in unit.tasks]
             records = [self.on_timeout(task, self.fit_timeout) for task in tasks]
             for record in records:
                 record.attempts = self.attempts.get(record.index, 0) + 1
@@ -404,18 +405,18 @@ class _Scheduler:
 
     def _attempt_of(self, batch: list) -> dict[int, int]:
         """Which attempt this call is of each task of ``batch`` (journaled by the worker)."""
-        return {i: self.attempts.get(i, 0) + 1 for unit in batch for i in unit.indices}
+        return {t.index: self.attempts.get(t.index, 0) + 1 for unit in batch for t in unit.tasks}
 
     def _lost(self, slot: int, actor: Any, batch: list, error: Exception) -> None:
         """A worker died with ``batch`` queued or running on it: retry it elsewhere."""
         for unit in batch:
-            for index in unit.indices:
-                self.attempts[index] = self.attempts.get(index, 0) + 1
-            if self.attempts[unit.index] > self.max_retries:
-                task = unit.tasks[-1] if isinstance(unit, PrefixGroup) else unit
+            for task in unit.tasks:
+                self.attempts[task.index] = self.attempts.get(task.index, 0) + 1
+            used = max(self.attempts[task.index] for task in unit.tasks)
+            if used > self.max_retries:
+                what = unit.describe()
                 raise RuntimeError(
-                    f"The fit of candidate {task.candidate} {task.params}, split {task.split} "
-                    f"was lost {self.attempts[unit.index]} times with its Ray worker "
+                    f"{what[:1].upper()}{what[1:]} was lost {used} times with its Ray worker "
                     f"(max_retries={self.max_retries}); last cause: {describe_loss(error)}."
                 ) from error
         self.queue.extendleft(reversed(batch))

@@ -1,177 +1,52 @@
 """Turn a wave's candidates and CV splits into the units of work sent to workers.
 
-A :class:`Task` is one (candidate, split) pair: one fit and its scores. Tasks are
-numbered candidate-major, exactly like scikit-learn iterates
-``product(candidates, splits)``, so results can be put back in scikit-learn's order
-whatever order they finish in. Tasks that differ only in a training-length parameter on
-the same split become one :class:`PrefixGroup`, trained once (see :mod:`raygrid.run.prefix`).
+One :class:`~raygrid.run.units.Task` per (candidate, split), candidate-major like
+scikit-learn's ``product(candidates, splits)``. Tasks that differ only in a training-length
+parameter on the same split become one :class:`~raygrid.run.units.PrefixGroup`, trained
+once (see :mod:`raygrid.run.prefix`); with ``fuse=True``, fits the estimator can train
+together become one :class:`~raygrid.run.units.FusedGroup`. Units are submitted longest
+first, one architecture at a time (:func:`submission_order`).
 """
 
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
 from typing import Any
 
 import joblib
 
+from raygrid.run import fusion
 from raygrid.run.prefix import shared_param
-from raygrid.text import shorten
+from raygrid.run.units import FusedGroup, PrefixGroup, Task, WorkUnit
 
 
-@dataclass(frozen=True)
-class Task:
-    """One fit of one candidate on one CV split.
+def fuse_fits(
+    tasks: list[Task], estimator: Any, max_models: int = 64
+) -> tuple[list[FusedGroup], list[Task]]:
+    """Group tasks whose fits the estimator can train as one stack (same fusion key).
 
-    Attributes
-    ----------
-    index : int
-        Position in its wave, in scikit-learn's candidate-major order.
-    candidate : int
-        Index of the candidate in ``cv_results_['params']`` (across all waves).
-    split : int
-        Index of the CV split.
-    params : dict
-        The candidate's parameters.
+    The estimator's fusion hook (see :mod:`raygrid.run.fusion`) says which fits go
+    together. Groups hold at most ``max_models`` fits. Returns the groups, and the tasks that
+    cannot be fused (or were left alone in their group), in their order.
     """
-
-    index: int
-    candidate: int
-    split: int
-    params: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        """Readable name shown by the Ray dashboard."""
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))
-        return f"raygrid fit [{shown}] split {self.split}"
-
-    @property
-    def indices(self) -> tuple[int, ...]:
-        """The tasks this unit of work runs (itself)."""
-        return (self.index,)
-
-    @property
-    def payload(self) -> tuple:
-        """What the worker is sent: ``(kind, [(index, params, split), ...], options)``.
-
-        ``kind`` is ``"fit"`` for a task (options None), ``"prefix"`` for a
-        :class:`PrefixGroup` and ``"fused"`` for a :class:`FusedGroup`.
-        """
-        return ("fit", [(self.index, self.params, self.split)], None)
-
-
-@dataclass(frozen=True)
-class PrefixGroup:
-    """Tasks of one split that differ only in ``param``, trained as one fit.
-
-    A group may hold a single task when it continues a fit of an earlier wave (a halving
-    iteration with a training-length resource).
-
-    Attributes
-    ----------
-    tasks : tuple of Task
-        Sorted by ascending ``param`` value; the last one's fit is the one trained.
-    param : str
-        The training-length parameter (e.g. ``epochs``, ``rf__n_estimators``).
-    resume : ray.ObjectRef or None
-        A fitted state of the same candidate and split, trained to a smaller value in an
-        earlier wave, to continue from.
-    keep : bool
-        Whether the worker keeps the final state in Ray's object store for a later wave.
-    """
-
-    tasks: tuple[Task, ...]
-    param: str
-    resume: Any = None
-    keep: bool = False
-
-    @property
-    def index(self) -> int:
-        return self.tasks[0].index
-
-    @property
-    def split(self) -> int:
-        return self.tasks[0].split
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The parameters of the fit actually trained (the largest value's)."""
-        return self.tasks[-1].params
-
-    @property
-    def name(self) -> str:
-        values = ", ".join(str(t.params[self.param]) for t in self.tasks)
-        return f"{self.tasks[-1].name} scored at {self.param}={values}"
-
-    @property
-    def indices(self) -> tuple[int, ...]:
-        return tuple(t.index for t in self.tasks)
-
-    @property
-    def payload(self) -> tuple:
-        members = [(t.index, t.params, t.split) for t in self.tasks]
-        return ("prefix", members, (self.param, self.resume, self.keep))
-
-
-@dataclass(frozen=True)
-class FusedGroup:
-    """Fits of one network architecture and batch size, trained together as one stack.
-
-    Opt-in (``fuse=True``): see :mod:`raygrid.keras.fused`. Its tasks may come from any
-    candidates and splits.
-    """
-
-    tasks: tuple[Task, ...]
-
-    @property
-    def index(self) -> int:
-        return self.tasks[0].index
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The parameters of its longest-expected fit: the stack trains as long as that one."""
-        return max((t.params for t in self.tasks), key=expected_cost)
-
-    @property
-    def name(self) -> str:
-        return f"raygrid fused fits: {self.tasks[0].name} (+{len(self.tasks) - 1})"
-
-    @property
-    def indices(self) -> tuple[int, ...]:
-        return tuple(t.index for t in self.tasks)
-
-    @property
-    def payload(self) -> tuple:
-        return ("fused", [(t.index, t.params, t.split) for t in self.tasks], None)
-
-
-def fuse_fits(tasks: list, estimator: Any, max_models: int = 64) -> list:
-    """Group tasks whose fits can be trained as one stack (same fusion key).
-
-    Groups hold at most ``max_models`` fits; tasks that cannot be fused stay as they are.
-    """
-    from raygrid.keras.fused import fusion_key  # imports TensorFlow: only when asked
-
     groups: dict[str, list[Task]] = {}
-    units: list = []
+    alone: list[Task] = []
     for task in tasks:
-        key = fusion_key(_configured(estimator, task.params))
+        key = fusion.fusion_key(estimator, task.params)
         if key is None:
-            units.append(task)
+            alone.append(task)
         else:
             groups.setdefault(key, []).append(task)
+    fused: list[FusedGroup] = []
     for members in groups.values():
         for start in range(0, len(members), max_models):
             chunk = tuple(members[start : start + max_models])
-            units.append(FusedGroup(chunk) if len(chunk) > 1 else chunk[0])
-    return units
-
-
-def _configured(estimator: Any, params: dict[str, Any]) -> Any:
-    from sklearn.base import clone
-
-    return clone(estimator).set_params(**clone(params, safe=False))
+            if len(chunk) == 1:
+                alone.append(chunk[0])
+            else:
+                lead = max((t.params for t in chunk), key=expected_cost)
+                fused.append(FusedGroup(chunk, lead))
+    return fused, alone
 
 
 def prefix_key(task: Task, param: str) -> tuple:
@@ -196,7 +71,7 @@ def continue_fits(
     return units
 
 
-def share_prefixes(tasks: list[Task], estimator: Any) -> list[Task | PrefixGroup]:
+def share_prefixes(tasks: list[Task], estimator: Any) -> list[WorkUnit]:
     """Group the tasks that differ only in a shareable training-length parameter.
 
     Tasks keep their order otherwise; a group stands where its first task stood.
@@ -211,7 +86,7 @@ def share_prefixes(tasks: list[Task], estimator: Any) -> list[Task | PrefixGroup
             groups[key] = []
             order.append(key)
         groups[key].append(task)
-    units: list[Task | PrefixGroup] = []
+    units: list[WorkUnit] = []
     for key in order:
         members = groups[key]
         values = {t.params.get(key[1]) for t in members} if len(members) > 1 else set()
@@ -281,25 +156,24 @@ def architecture_key(params: dict[str, Any]) -> tuple:
     )
 
 
-def submission_order(tasks: list[Task | PrefixGroup]) -> list[Task | PrefixGroup]:
-    """Tasks longest-expected first, one architecture at a time.
+def submission_order(units: list[WorkUnit]) -> list[WorkUnit]:
+    """Units longest-expected first, one architecture at a time.
 
-    Tasks of one architecture (:func:`architecture_key`) are submitted together, so a
+    Units of one architecture (:func:`architecture_key`) are submitted together, so a
     worker traces few networks at a time; architectures go in the order of their
-    longest task, and within one the longest task goes first. Ties keep scikit-learn's
-    order.
+    longest unit, and within one the longest unit goes first. Ties keep scikit-learn's
+    order (of each unit's first task).
     """
     groups: dict[tuple, float] = {}
-    for task in tasks:
-        key = architecture_key(task.params)
-        groups[key] = max(groups.get(key, 0.0), expected_cost(task.params))
+    for unit in units:
+        key = architecture_key(unit.params)
+        groups[key] = max(groups.get(key, 0.0), expected_cost(unit.params))
     rank = {key: n for n, key in enumerate(sorted(groups, key=lambda k: -groups[k]))}
     return sorted(
-        tasks,
-        key=lambda t: (rank[architecture_key(t.params)], -expected_cost(t.params), t.index),
+        units,
+        key=lambda u: (
+            rank[architecture_key(u.params)],
+            -expected_cost(u.params),
+            u.tasks[0].index,
+        ),
     )
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return shorten(" ".join(text.split()), limit, mark="...")

@@ -58,7 +58,7 @@ def shared_param(estimator: Any, params: dict[str, Any]) -> str | None:
         if isinstance(value, bool) or not isinstance(value, Integral):
             continue
         if configured is None:
-            configured = _with_params(estimator, params)
+            configured = configure(estimator, params)
             if configured is None:
                 return None
         path, _, leaf = name.rpartition("__")
@@ -70,7 +70,8 @@ def shared_param(estimator: Any, params: dict[str, Any]) -> str | None:
     return None
 
 
-def _with_params(estimator: Any, params: dict[str, Any]) -> Any:
+def configure(estimator: Any, params: dict[str, Any]) -> Any:
+    """A clone of ``estimator`` with ``params`` set, or None when they cannot be set."""
     from sklearn.base import clone
 
     try:
@@ -98,7 +99,7 @@ def can_resume(estimator: Any, params: dict[str, Any], name: str) -> bool:
 
     ``name`` is the shared parameter of ``estimator`` configured with ``params``.
     """
-    configured = _with_params(estimator, params)
+    configured = configure(estimator, params)
     if "__" not in name and _protocol_param(configured) == name:
         return "resume" in inspect.signature(configured.prefix_fit).parameters
     return True  # scikit-learn's warm_start families

@@ -34,7 +34,7 @@ from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples
 
 from raygrid.local import quiet
-from raygrid.run import gpu_memory, prefix
+from raygrid.run import fusion, gpu_memory, prefix
 from raygrid.run.callbacks import Relay
 from raygrid.store.journal import write_rows
 from raygrid.store.record import FitRecord, fit_info
@@ -240,18 +240,17 @@ def _train_and_score(data, estimator, parts, members, shared, resume) -> list[Fi
 def fit_and_score_fused(
     data: SearchData, splits: list, members: list[tuple[int, dict[str, Any], int]]
 ) -> list[FitRecord]:
-    """Train the members' networks together as one stack, then score each on its split.
+    """Train the members' fits together as one stack (the estimator's fusion hook, see
+    :mod:`raygrid.run.fusion`), then score each on its split.
 
     Each record's ``fit_time`` is the stack's training time shared out evenly.
     """
-    from raygrid.keras.fused import fit_fused  # a worker that fuses runs Keras anyway
-
     jobs = [(params, splits[split][0]) for _, params, split in members]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.time()
         try:
-            fitted = fit_fused(data.estimator, data.X, data.y, jobs, **data.fit_params)
+            fitted = fusion.fit_fused(data.estimator, data.X, data.y, jobs, **data.fit_params)
         except Exception as exc:
             fit_time = (time.time() - start) / len(members)
             records = [_failed(data, index, fit_time, exc) for index, _, _ in members]
@@ -506,7 +505,7 @@ class FitWorker:
         ``options = (shared, resume, keep)``, trained once (see :mod:`raygrid.run.prefix`),
         from the state ``resume`` if given, keeping the final state in Ray's object
         store if ``keep``; ``"fused"``, fits trained together as one stack of networks
-        (see :mod:`raygrid.keras.fused`).
+        by the estimator's fusion hook (see :mod:`raygrid.run.fusion`).
         ``attempts`` says which attempt this is of each task, by index.
 
         With a journal, the finished records are journaled here, so that they survive the

@@ -54,6 +54,7 @@ from raygrid.local import quiet, shipping
 from raygrid.run import execute, plan, prefix, progress
 from raygrid.run.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.run.collect import Collector, raise_from_worker, show_warnings
+from raygrid.run.units import Task, WorkUnit
 from raygrid.run.worker import JournalTarget, SearchData, WaveData
 from raygrid.search import validate
 from raygrid.store import journal as journal_lib
@@ -139,7 +140,8 @@ class RaySearchMixin(BaseSearchCV):
     fuse : bool, default=False
         Train raygrid.keras fits of one architecture and batch size (any candidates and
         folds differing in learning rate, dropout rate, epochs or seed) together, as one
-        stack of networks in one compiled loop (:mod:`raygrid.keras.fused`). Faster for
+        stack of networks in one compiled loop (:mod:`raygrid.keras.fused`; any estimator
+        implementing the hooks of :mod:`raygrid.run.fusion` can do the same). Faster for
         small networks; scores can differ from unfused training in the last bits (see
         that module), so it is opt-in.
     tracking : Tracker or list of Tracker, default=None
@@ -365,7 +367,7 @@ class _SearchRun:
         self.candidates: list[dict[str, Any]] = []
         self.out: list[dict[str, Any]] = []
         self.more_results: dict[str, list] = defaultdict(list)
-        self.tasks: list[plan.Task] = []
+        self.tasks: list[Task] = []
         self.records: list[FitRecord] = []
         self.results: dict[str, Any] = {}
         callbacks = search_callbacks(search)
@@ -463,7 +465,7 @@ class _SearchRun:
         )
         return self.results
 
-    def _run_wave(self, tasks: list[plan.Task], splits, callback_ctx) -> list[FitRecord]:
+    def _run_wave(self, tasks: list[Task], splits, callback_ctx) -> list[FitRecord]:
         search = self.search
         wave = WaveData(splits, listeners=self.listeners)
         keys = self._journal_keys(tasks, splits)
@@ -528,7 +530,7 @@ class _SearchRun:
         would record an exception in the fit (or a ``TimeoutError`` under 'raise')."""
         data = self.data
 
-        def record(task: plan.Task, seconds: float) -> FitRecord:
+        def record(task: Task, seconds: float) -> FitRecord:
             what = (
                 f"the fit of candidate {task.candidate} {task.params} on split {task.split} "
                 f"timed out after {seconds:g} s (fit_timeout={seconds:g}); raygrid stopped it "
@@ -554,16 +556,14 @@ class _SearchRun:
 
         return record
 
-    def _units(self, tasks: list[plan.Task]) -> list:
+    def _units(self, tasks: list[Task]) -> list[WorkUnit]:
         """How the wave's tasks run: fused, continuing earlier fits, sharing prefixes, alone."""
         search = self.search
         if self.with_callbacks or not tasks:
-            return tasks
-        fused = []
+            return list(tasks)
+        fused: list[WorkUnit] = []
         if search._ray_option("fuse"):
-            units = plan.fuse_fits(tasks, search.estimator)
-            fused = [u for u in units if isinstance(u, plan.FusedGroup)]
-            tasks = [u for u in units if isinstance(u, plan.Task)]
+            fused, tasks = plan.fuse_fits(tasks, search.estimator)
         if not search._ray_option("share_prefixes") or not tasks:
             return fused + tasks
         resource = getattr(search, "resource", "n_samples")
@@ -591,7 +591,8 @@ class _SearchRun:
 
     def tasks_frame(self) -> pd.DataFrame:
         """Every fit of every wave as ``tasks_`` (see :func:`raygrid.store.results.tasks_frame`)."""
-        return results_tables.tasks_frame(self.tasks, self.records, dict(self.more_results))
+        fits = [(t.candidate, t.split, t.params) for t in self.tasks]
+        return results_tables.tasks_frame(fits, self.records, dict(self.more_results))
 
     def _open_journal(self) -> journal_lib.Journal | None:
         directory = self.search._ray_option("results_dir")
@@ -614,7 +615,7 @@ class _SearchRun:
         }
         return journal_lib.Journal(directory, self.search_key, description)
 
-    def _journal_keys(self, tasks: list[plan.Task], splits) -> list[str] | None:
+    def _journal_keys(self, tasks: list[Task], splits) -> list[str] | None:
         if self.journal is None:
             return None
         split_keys = journal_lib.split_fingerprints(splits)

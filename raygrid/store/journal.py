@@ -34,7 +34,6 @@ from typing import Any
 import joblib
 import numpy as np
 
-from raygrid.run.plan import Task
 from raygrid.store.files import atomic_write, create_exclusive
 from raygrid.store.record import ROW_TYPES, FitRecord
 
@@ -173,10 +172,10 @@ class Journal:
                 )
         return records
 
-    def append(self, entries: list[tuple[str, Task, FitRecord]]) -> None:
-        """Write ``(key, task, record)`` entries durably, as one new part file."""
-
-        write_rows(self.path, [(k, t.candidate, t.split, t.params, r) for k, t, r in entries])
+    def append(self, entries: list[tuple[str, int, int, dict, FitRecord]]) -> None:
+        """Write ``(key, candidate, split, params, record)`` entries durably, as one new
+        part file."""
+        write_rows(self.path, entries)
 
 
 def params_text(params: dict[str, Any]) -> str:

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raygrid.run.plan import Task
 from raygrid.store.files import atomic_write
 from raygrid.store.record import FitRecord
 
@@ -34,11 +33,13 @@ LAYOUT_VERSION = 1
 
 
 def tasks_frame(
-    tasks: list[Task],
+    fits: list[tuple[int, int, dict[str, Any]]],
     records: list[FitRecord],
     candidate_columns: dict[str, list[Any]] | None = None,
 ) -> pd.DataFrame:
-    """One row per task, in scikit-learn's candidate-major order.
+    """One row per fit, in scikit-learn's candidate-major order.
+
+    ``fits`` gives each fit's ``(candidate, split, params)``, ``records`` its record.
 
     Columns: ``candidate``, ``split``, ``params``, then ``candidate_columns`` (values per
     candidate, e.g. a halving search's ``iter`` and ``n_resources``), ``test_<metric>``
@@ -53,14 +54,10 @@ def tasks_frame(
     ...; see :data:`raygrid.store.record.FIT_INFO_ATTRIBUTES`).
     """
     rows = []
-    for task, record in zip(tasks, records, strict=True):
-        row: dict[str, Any] = {
-            "candidate": task.candidate,
-            "split": task.split,
-            "params": task.params,
-        }
+    for (candidate, split, params), record in zip(fits, records, strict=True):
+        row: dict[str, Any] = {"candidate": candidate, "split": split, "params": params}
         for name, values in (candidate_columns or {}).items():
-            row[name] = values[task.candidate]
+            row[name] = values[candidate]
         for prefix, scores in (("test", record.test_scores), ("train", record.train_scores)):
             if isinstance(scores, dict):
                 row.update({f"{prefix}_{name}": value for name, value in scores.items()})
@@ -76,7 +73,7 @@ def tasks_frame(
             pid=record.pid,
             worker_rss=record.worker_rss,
             attempts=record.attempts,
-            trained_with=task.candidate if record.trained_in is None else record.trained_in,
+            trained_with=candidate if record.trained_in is None else record.trained_in,
             continued_from=record.continued_from,
             resumed=record.resumed,
             error=record.fit_error,

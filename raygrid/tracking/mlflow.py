@@ -325,8 +325,8 @@ def _search_params(start: SearchStart) -> dict[str, Any]:
 
 
 def _search_tags(start: SearchStart) -> dict[str, str]:
-    from raygrid import __version__
     from raygrid.store.journal import fingerprint
+    from raygrid.version import __version__
 
     tags = {
         "raygrid.version": __version__,

@@ -17,7 +17,7 @@ import warnings
 from collections import defaultdict
 from typing import Any
 
-from raygrid.run.plan import Task
+from raygrid.run.units import Task
 from raygrid.store.record import FitRecord
 from raygrid.tracking.base import CandidateResult, SearchStart, Tracker, TrackerRun
 
