@@ -36,8 +36,11 @@ class RayApiMissing(ImportError):
 
 def _get(module: str, name: str) -> Any:
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
+        parent = importlib.import_module(module)
+        if hasattr(parent, name):
+            return getattr(parent, name)
+        return importlib.import_module(f"{module}.{name}")  # a submodule, as `from m import n`
+    except ImportError:
         import ray
 
         raise RayApiMissing(
