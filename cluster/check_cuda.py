@@ -1,7 +1,18 @@
-"""Check that the CUDA runtime and cuDNN in this image are the ones TensorFlow was built for.
+"""Check that TensorFlow can load its CUDA libraries, and that they are the versions it needs.
 
 Run by ``cluster/Dockerfile`` at build time (``python /app/cluster/check_cuda.py``); a
-mismatch fails the build instead of the first GPU fit on the cluster.
+library that does not resolve or a mismatch fails the build instead of the first GPU fit
+on the cluster (where TensorFlow would quietly see no GPU).
+
+Loading, as TensorFlow loads: TensorFlow opens its CUDA libraries at run time with
+``dlopen("libcudart.so.12")`` and friends (:data:`DLOPENED`: the names its DSO loader asks
+for in a CUDA 12 build) from ``libtensorflow_framework.so.2`` and ``libtensorflow_cc.so.2``.
+The dynamic loader then looks in ``LD_LIBRARY_PATH``, in the RUNPATH of the calling
+library (read from its ELF header: TensorFlow's names the ``nvidia/*/lib`` folders of the
+pip wheels), in ``ldconfig``'s cache and in ``/lib``, ``/usr/lib``. Each name is resolved
+in that order and the file found is loaded (with its own dependencies); one that is not
+found or does not load is a problem. ``libcuda.so.1`` (the driver) is not checked: the
+NVIDIA container toolkit mounts it when a container with a GPU starts.
 
 What TensorFlow needs comes from TensorFlow itself:
 
@@ -21,7 +32,7 @@ needs a GPU).
 
 Every copy must match, not only the one TensorFlow loads first: a second toolkit of
 another version is either dead weight or, picked up through ``LD_LIBRARY_PATH``, the
-cause of a failure at run time. Exit status: 0 when all match, 1 otherwise (each
+cause of a failure at run time. Exit status: 0 when all load and match, 1 otherwise (each
 problem on its own line), 2 when TensorFlow cannot be imported.
 """
 
@@ -57,6 +68,24 @@ SYSTEM_DIRS = (
 )
 
 Version = tuple[int, ...]
+
+#: The libraries TensorFlow's DSO loader opens in a CUDA 12 build, by soname; ``{cuda}``
+#: and ``{cudnn}`` are the major versions in its build info, the others are fixed for
+#: CUDA 12 (cuFFT 11.x, cuSOLVER 11.x, NCCL 2.x).
+DLOPENED = (
+    "libcudart.so.{cuda}",
+    "libcublas.so.{cuda}",
+    "libcublasLt.so.{cuda}",
+    "libcufft.so.11",
+    "libcusolver.so.11",
+    "libcusparse.so.{cuda}",
+    "libcupti.so.{cuda}",
+    "libnvJitLink.so.{cuda}",
+    "libcudnn.so.{cudnn}",
+    "libnccl.so.2",
+)
+#: TensorFlow's libraries that call dlopen (their RUNPATH is searched).
+TF_LOADERS = ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2")
 
 
 @dataclass(frozen=True)
@@ -324,6 +353,130 @@ def search_dirs(tf_dir: str | os.PathLike | None = None) -> list[str]:
     return list(dict.fromkeys(dirs))
 
 
+def elf_runpath(path: str | os.PathLike) -> list[str]:
+    """The DT_RUNPATH (else DT_RPATH) folders of a 64-bit little-endian ELF file.
+
+    Parameters
+    ----------
+    path : path-like
+        A shared library.
+
+    Returns
+    -------
+    list of str
+        Its entries as written (``$ORIGIN`` not expanded); empty if it has none.
+    """
+    import struct
+
+    data = Path(path).read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
+    phoff, phentsize, phnum = (
+        struct.unpack_from("<Q", data, 0x20)[0],
+        *struct.unpack_from("<HH", data, 0x36),
+    )
+    loads, dynamic = [], None
+    for i in range(phnum):
+        kind, _, offset, vaddr, _, filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize
+        )
+        if kind == 1:
+            loads.append((vaddr, offset, filesz))
+        elif kind == 2:
+            dynamic = (offset, filesz)
+    if dynamic is None:
+        return []
+    entries = {}
+    for at in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+        tag, value = struct.unpack_from("<qQ", data, at)
+        if tag == 0:
+            break
+        entries.setdefault(tag, value)
+    strtab = next(off + entries[5] - va for va, off, size in loads if va <= entries[5] < va + size)
+    name = entries.get(29, entries.get(15))  # DT_RUNPATH, else DT_RPATH
+    if name is None:
+        return []
+    end = data.index(b"\0", strtab + name)
+    return [d for d in data[strtab + name : end].decode().split(":") if d]
+
+
+def loader_dirs(tf_dir: str | os.PathLike) -> list[str]:
+    """Where ``dlopen`` from TensorFlow looks, in order: LD_LIBRARY_PATH, then RUNPATH."""
+    dirs = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    for name in TF_LOADERS:
+        library = Path(tf_dir) / name
+        if library.is_file():
+            origin = str(library.parent)
+            dirs += [os.path.normpath(d.replace("$ORIGIN", origin)) for d in elf_runpath(library)]
+    return list(dict.fromkeys(dirs))
+
+
+def ldconfig_cache() -> dict[str, str]:
+    """``ldconfig -p``: soname -> path (the first, as the loader takes it)."""
+    try:
+        out = subprocess.run(
+            ["ldconfig", "-p"], capture_output=True, text=True, check=False, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    cache: dict[str, str] = {}
+    for line in out.splitlines()[1:]:
+        if "=>" in line:
+            cache.setdefault(line.split()[0], line.rsplit("=>", 1)[1].strip())
+    return cache
+
+
+def resolve(soname: str, dirs: Iterable[str], cache: Mapping[str, str]) -> str | None:
+    """The file the dynamic loader opens for ``soname``, or None when none is found."""
+    for folder in dirs:
+        candidate = os.path.join(folder, soname)
+        if os.path.isfile(candidate):
+            return candidate
+    if soname in cache:
+        return cache[soname]
+    for folder in ("/lib", "/usr/lib", "/lib64", "/usr/lib64"):
+        candidate = os.path.join(folder, soname)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def load_all(
+    build_info: Mapping[str, object], dirs: list[str], cache: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """Resolve and load every library in :data:`DLOPENED`, as TensorFlow would.
+
+    Returns
+    -------
+    loaded : list of str
+        ``"<soname> -> <path>"`` for each library that loaded.
+    problems : list of str
+        One line for each library that did not resolve or did not load.
+    """
+    cuda = parse_version(str(build_info.get("cuda_version", "")))
+    cudnn = parse_version(str(build_info.get("cudnn_version", "")))
+    if not build_info.get("is_cuda_build") or cuda is None or cudnn is None:
+        return [], ["TensorFlow's build info names no CUDA and cuDNN: nothing to load"]
+    loaded, problems = [], []
+    for pattern in DLOPENED:
+        soname = pattern.format(cuda=cuda[0], cudnn=cudnn[0])
+        path = resolve(soname, dirs, cache)
+        if path is None:
+            problems.append(
+                f"{soname} does not resolve (looked in LD_LIBRARY_PATH, TensorFlow's RUNPATH "
+                f"({len(dirs)} folders), ldconfig's cache, /lib, /usr/lib): TensorFlow would see "
+                "no GPU"
+            )
+            continue
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            problems.append(f"{soname} -> {path} does not load: {exc}")
+            continue
+        loaded.append(f"{soname} -> {path}")
+    return loaded, problems
+
+
 def _v(version: Version) -> str:
     return ".".join(map(str, version))
 
@@ -349,11 +502,22 @@ def main() -> int:
         version = _v(lib.version) if lib.version else "?"
         print(f"  found {lib.kind} {version} at {lib.path} ({lib.source})")
     problems += compare(reqs, libraries)
+    loaded, unloadable = load_all(
+        build_info, loader_dirs(Path(tf.__file__).parent), ldconfig_cache()
+    )
+    for line in loaded:
+        print(f"  loads {line}")
+    for line in unloadable:
+        print(f"check_cuda: CANNOT LOAD: {line}", file=sys.stderr)
+    problems += unloadable
     for line in problems:
         print(f"check_cuda: MISMATCH: {line}", file=sys.stderr)
     if problems:
         return 1
-    print("check_cuda: every CUDA runtime and cuDNN in the image matches TensorFlow's build")
+    print(
+        "check_cuda: every CUDA library TensorFlow opens loads, and every CUDA runtime and "
+        "cuDNN in the image matches TensorFlow's build"
+    )
     return 0
 
 

@@ -2,6 +2,11 @@
 
 Logical GPUs let the GPU scheduling paths run on machines without one: Ray hands out
 GPU ids and sets CUDA_VISIBLE_DEVICES exactly as it would on real devices.
+
+Those GPUs are not real, so a raygrid.keras search holding them would stop at its first
+fit with a DeviceError (TensorFlow sees no GPU; see raygrid.run.devices). Every test here
+therefore runs with the documented opt-out RAYGRID_ALLOW_LOGICAL_GPUS=1 (searches in test
+subprocesses inherit it). tests/run/test_devices.py removes it to show the error fires.
 """
 
 import os
@@ -14,6 +19,7 @@ from raygrid.run.execute import start_local
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ["RAYGRID_ALLOW_LOGICAL_GPUS"] = "1"
 # Searches in test subprocesses must not join a kept-alive cluster of `raygrid up`.
 os.environ["RAYGRID_STATE_DIR"] = tempfile.mkdtemp(prefix="raygrid-test-state-")
 

@@ -623,6 +623,24 @@ class _BaseKerasEstimator(BaseEstimator):
             self.__dict__["_model_view"] = model
         return model
 
+    # -- device hook: what TensorFlow sees in a worker that holds GPUs ------------
+
+    def visible_devices(self) -> dict[str, Any]:
+        """The GPUs TensorFlow can use in this process (raygrid's device hook).
+
+        A search's worker that holds GPUs calls it before its first fit and stops the
+        search when the list is empty (see :mod:`raygrid.run.devices`).
+
+        Returns
+        -------
+        dict
+            ``framework``, ``gpus`` (e.g. ``["GPU:0 NVIDIA A10G"]``) and ``built_for``;
+            see :func:`raygrid.keras.devices.tensorflow_devices`.
+        """
+        from raygrid.keras.devices import tensorflow_devices
+
+        return tensorflow_devices()
+
     # -- prefix fits: one training run scored at several epoch counts -------------
 
     def prefix_fit_param(self) -> str | None:

@@ -43,6 +43,8 @@ from typing import Any, TextIO
 
 import psutil
 
+from raygrid.local import ray_private
+
 STATE_DIR_ENV = "RAYGRID_STATE_DIR"
 DEFAULT_IDLE_TIMEOUT = 3600.0
 NAMESPACE = "raygrid-kept-alive"
@@ -192,10 +194,7 @@ def use_auth(mode: str, token: str | None = None) -> None:
     os.environ["RAY_AUTH_MODE"] = mode
     if token is not None:
         os.environ["RAY_AUTH_TOKEN"] = token
-    try:
-        from ray._raylet import AuthenticationTokenLoader, Config
-    except ImportError:  # a Ray without token authentication: nothing to configure
-        return
+    AuthenticationTokenLoader, Config = ray_private.token_auth()
     Config.initialize("")  # Ray reads RAY_AUTH_MODE once, into its config
     if token is not None:
         AuthenticationTokenLoader.instance().reset_cache()

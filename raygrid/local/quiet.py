@@ -11,10 +11,10 @@ The worker log files keep every line (``/tmp/ray/session_latest/logs/worker-*``)
 
 Set ``RAYGRID_FRAMEWORK_LOGS=1`` to see the dropped lines in the terminal again.
 
-Two more pieces live here because they share the forwarding path: :func:`drain`, which
-waits until what the workers printed so far has reached the terminal (used at exit), and
-:class:`GpuCheck`, which runs in a worker and reports, once, a GPU that the worker holds
-but TensorFlow cannot use (the messages that would have said so are among those dropped).
+One more piece lives here because it shares the forwarding path: :func:`drain`, which
+waits until what the workers printed so far has reached the terminal (used at exit). A
+GPU that a worker holds but its framework cannot use is not left to those dropped
+messages: it stops the search (:mod:`raygrid.run.devices`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
+
+from raygrid.local import ray_private
 
 SHOW_ENV = "RAYGRID_FRAMEWORK_LOGS"
 # Ray's name for the forwarding handler it registers at connect and removes at shutdown.
@@ -103,8 +105,8 @@ class _WorkerLogFilter:
 
 def _dispatcher() -> Any:
     try:
-        from ray._private.ray_logging import global_worker_stdstream_dispatcher
-    except ImportError:
+        global_worker_stdstream_dispatcher = ray_private.stdstream_dispatcher()
+    except ray_private.RayApiMissing:  # then Ray's own handler prints every line
         return None
     if not hasattr(global_worker_stdstream_dispatcher, "handlers"):
         return None
@@ -200,48 +202,3 @@ def drain(workers: Iterable[Any], timeout: float = 0.5) -> bool:
         done = expected <= log_filter.markers
         log_filter.markers -= expected
     return done and len(pids) == len(refs)
-
-
-class GpuCheck:
-    """In a worker holding GPUs: say once if TensorFlow cannot see any of them.
-
-    Parameters
-    ----------
-    num_gpus : float
-        The GPUs the worker holds (Ray sets ``CUDA_VISIBLE_DEVICES`` accordingly).
-    """
-
-    def __init__(self, num_gpus: float) -> None:
-        self.pending = num_gpus > 0
-
-    def after_fits(self) -> str | None:
-        """Check once TensorFlow has been imported by a fit; print and return any problem."""
-        if not self.pending or "tensorflow" not in sys.modules:
-            return None
-        self.pending = False
-        message = missing_gpu_message(sys.modules["tensorflow"])
-        if message:
-            print(message, file=sys.stderr, flush=True)
-        return message
-
-
-def missing_gpu_message(tf: Any) -> str | None:
-    """The report for a GPU worker whose TensorFlow sees no GPU, or None if it sees one."""
-    try:
-        if tf.config.list_physical_devices("GPU"):
-            return None
-        built_with_cuda = tf.test.is_built_with_cuda()
-    except Exception as exc:  # a broken CUDA set-up can make the query itself fail
-        reason = f"asking for its GPUs raised {type(exc).__name__}: {exc}"
-    else:
-        reason = (
-            "CUDA failed to initialise"
-            if built_with_cuda
-            else "this TensorFlow build has no CUDA support"
-        )
-    devices = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    return (
-        f"raygrid: this worker holds GPU {devices or '?'} (CUDA_VISIBLE_DEVICES={devices!r}) "
-        f"but TensorFlow sees no GPU ({reason}); its fits run on the CPU. TensorFlow's own "
-        f"messages about it are in this worker's log, or shown with {SHOW_ENV}=1."
-    )

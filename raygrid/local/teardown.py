@@ -38,7 +38,7 @@ from typing import Any
 import psutil
 import ray
 
-from raygrid.local import quiet
+from raygrid.local import quiet, ray_private
 
 _LOG_DRAIN_SECONDS = 0.5
 # How long a worker may outlive its raylet before it is killed.
@@ -83,7 +83,7 @@ def shutdown_local() -> None:
 
 
 def _current_node() -> Any:
-    return getattr(ray._private.worker, "_global_node", None)
+    return ray_private.global_node()
 
 
 @contextlib.contextmanager
@@ -112,7 +112,7 @@ def _without_grace(node: Any, raylets_children: list[psutil.Process]) -> Iterato
 
 def _raylets_children(node: Any) -> list[psutil.Process]:
     """The local raylet's worker and agent processes (they go when it goes, eventually)."""
-    name = getattr(ray._private.ray_constants, "PROCESS_TYPE_RAYLET", "raylet")
+    name = getattr(ray_private.ray_constants(), "PROCESS_TYPE_RAYLET", "raylet")
     children = []
     for info in getattr(node, "all_processes", {}).get(name, []):
         with contextlib.suppress(psutil.Error, AttributeError):
@@ -146,7 +146,7 @@ def _kill_helpers(node: Any) -> None:
     monitor and the dashboard each for a few hundredths; their work is done once the
     workers' output has arrived.
     """
-    constants = ray._private.ray_constants
+    constants = ray_private.ray_constants()
     names = [
         getattr(constants, constant, default)
         for constant, default in (

@@ -266,9 +266,13 @@ def _workers(tasks: pd.DataFrame) -> pd.DataFrame:
         if "gpu_ids" in tasks
         else pd.Series("", tasks.index)
     )
-    keyed = tasks.assign(gpu=gpus, node=_node_keys(tasks))
+    device = (
+        tasks["device"].fillna("").astype(str) if "device" in tasks else pd.Series("", tasks.index)
+    )
+    keyed = tasks.assign(gpu=gpus, device=device, node=_node_keys(tasks))
     workers = keyed.groupby(["node", "pid"], sort=False).agg(
         gpu=("gpu", lambda s: ",".join(sorted(set(s) - {""}))),
+        device=("device", lambda s: ", ".join(sorted(set(s) - {""}))),
         first=("start_time", "min"),
     )
     node_first = workers.groupby(level="node")["first"].min().sort_values()
@@ -290,7 +294,8 @@ def timeline_figure(tasks: pd.DataFrame, n_candidates: int) -> Figure:
     """Every task as a bar from start to end, one row per worker process.
 
     Bars are coloured by candidate; failed tasks are red and hatched, retried ones
-    outlined in black. Each row's label gives its share of the wall time spent busy.
+    outlined in black. Each row's label gives the device its fits ran on (``device``)
+    and its share of the wall time spent busy.
 
     Parameters
     ----------
@@ -407,7 +412,9 @@ def _worker_rows(ax: Any, workers: pd.DataFrame, busy: pd.Series) -> None:
 
 def _worker_label(worker: Any, busy: float, n_nodes: int) -> str:
     parts = [f"node {worker.node_index + 1} {worker.node[:6]}"] if n_nodes > 1 else []
-    if worker.gpu:
+    if worker.device:  # what the worker checked it ran on (CPU, GPU:0 NVIDIA A10G, ...)
+        parts.append(worker.device)
+    elif worker.gpu:
         parts.append(f"GPU {worker.gpu}")
     parts.append(f"pid {worker.pid}")
     return " · ".join(parts) + f"  ({busy:.0%})"

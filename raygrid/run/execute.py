@@ -27,6 +27,7 @@ from typing import Any
 import ray
 
 from raygrid.local import kept_alive, quiet, teardown
+from raygrid.run.devices import DeviceError
 from raygrid.run.pool import (  # noqa: F401  (re-exported: the names callers know)
     SlotSpec,
     WorkerPool,
@@ -350,6 +351,10 @@ class _Scheduler:
         except WORKER_LOST as exc:
             self._lost(slot, actor, batch, exc)
             return
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, DeviceError):
+                raise DeviceError(str(exc.cause)) from None  # its message says it all
+            raise
         for record in records:
             record.attempts = self.attempts.get(record.index, 0) + 1
         self.sizer.observe(records)

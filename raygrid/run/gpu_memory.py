@@ -15,6 +15,8 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+from raygrid.local import ray_private
+
 logger = logging.getLogger(__name__)
 
 # The limit this process set, for error messages: (limit MiB, fraction, device MiB).
@@ -26,8 +28,7 @@ def device_memory_mib(index: int) -> int | None:
     visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v]
     device = visible[index] if index < len(visible) else str(index)
     try:
-        from ray._private.thirdparty import pynvml
-
+        pynvml = ray_private.pynvml()
         pynvml.nvmlInit()
         try:
             if device.isdigit():

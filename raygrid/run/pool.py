@@ -23,7 +23,7 @@ from typing import Any
 
 import ray
 
-from raygrid.local import kept_alive
+from raygrid.local import kept_alive, ray_private
 from raygrid.run.worker import FitWorker
 
 # Idle workers are kept this long after a search, for the next one to start warm.
@@ -80,7 +80,7 @@ def count_slots(num_cpus: float, num_gpus: float) -> int:
 def free_slots(spec: SlotSpec) -> int:
     """How many more slots of ``spec`` the cluster's nodes have free right now."""
     try:
-        per_node = ray._private.state.available_resources_per_node().values()
+        per_node = ray_private.available_resources_per_node().values()
     except Exception:  # a Ray without that accounting: the cluster as one node
         per_node = [ray.available_resources()]
     return sum(_slots_in(res, spec.num_cpus, spec.num_gpus) for res in per_node)

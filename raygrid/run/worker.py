@@ -34,7 +34,7 @@ from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples
 
 from raygrid.local import quiet
-from raygrid.run import fusion, gpu_memory, prefix
+from raygrid.run import devices, fusion, gpu_memory, prefix
 from raygrid.run.callbacks import Relay
 from raygrid.store.journal import write_rows
 from raygrid.store.record import FitRecord, fit_info
@@ -77,6 +77,7 @@ class SearchData:
     score_params: dict[str, Any]
     return_train_score: bool
     error_score: Any
+    allow_logical_gpus: bool = False
 
 
 @dataclass
@@ -441,7 +442,7 @@ class FitWorker:
         self._caller: Any = None
         self._contexts: list = []
         self._fits = 0
-        self._gpu_check = quiet.GpuCheck(num_gpus)
+        self._device: tuple[str | None, str] = (None, "")
 
     def _load(self, data_ref: list) -> SearchData:
         key = data_ref[0].hex()
@@ -514,6 +515,7 @@ class FitWorker:
         wave = self._load_wave(wave_ref)  # first: it may relay the data's callbacks
         data = self._load(data_ref)
         where = _placement()
+        device = self._checked_device(data, where[2])
         records = []
         for kind, members, options in units:
             started = time.time()
@@ -533,17 +535,29 @@ class FitWorker:
             for record in done:
                 record.start_time, record.end_time = started, time.time()
                 record.node_id, record.pid, record.gpu_ids = where
+                record.device = device
                 record.worker_rss = _rss()
                 record.attempts = (attempts or {}).get(record.index, 1)
                 if self._relay is not None:
                     record.callback_messages = self._relay.take()
             records.extend(done)
             self._fits += 1
-        self._gpu_check.after_fits()
         if wave.journal is not None:
             tasks = {i: (split, params) for _, members, _ in units for i, params, split in members}
             _journal(wave.journal, records, tasks)
         return records
+
+    def _checked_device(self, data: SearchData, gpu_ids: list[str]) -> str:
+        """This worker's device for the search's estimator, checked once per search.
+
+        Raises :class:`~raygrid.run.devices.DeviceError` when the worker holds GPUs the
+        estimator's framework cannot see.
+        """
+        if self._device[0] != self._data_key:
+            where = f"{ray.util.get_node_ip_address()} (node {ray.get_runtime_context().get_node_id()[:8]})"
+            device = devices.worker_device(data.estimator, gpu_ids, where, data.allow_logical_gpus)
+            self._device = (self._data_key, device)
+        return self._device[1]
 
     def refit(self, data_ref: list, params: dict, callbacks: bytes | None, listeners: list):
         """Fit the best candidate on all data; see :func:`refit`."""

@@ -51,7 +51,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_method_params, check_is_fitted
 
 from raygrid.local import quiet, shipping
-from raygrid.run import execute, plan, prefix, progress
+from raygrid.run import devices, execute, plan, prefix, progress
 from raygrid.run.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.run.collect import Collector, raise_from_worker, show_warnings
 from raygrid.run.units import Task, WorkUnit
@@ -271,6 +271,7 @@ class RaySearchMixin(BaseSearchCV):
             score_params=dict(routed.scorer.score),
             return_train_score=self.return_train_score,
             error_score=self.error_score,
+            allow_logical_gpus=devices.allow_logical_gpus(),
         )
 
     def _choose_best_and_refit(self, run: _SearchRun, refit_metric: str, root_ctx) -> None:

@@ -35,7 +35,7 @@ import joblib
 import numpy as np
 
 from raygrid.store.files import atomic_write, create_exclusive
-from raygrid.store.record import ROW_TYPES, FitRecord
+from raygrid.store.record import OPTIONAL_ROW_TYPES, ROW_TYPES, FitRecord
 
 MANIFEST = "raygrid-journal.json"
 FORMAT = "raygrid-journal/2"
@@ -43,6 +43,7 @@ _PART_PREFIX, _PART_SUFFIX = "part-", ".parquet"
 
 _COLUMNS = {"key": "string", "candidate": "int64", "split": "int64", "params": "string"}
 _COLUMNS.update(ROW_TYPES)
+_COLUMNS.update(OPTIONAL_ROW_TYPES)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -154,7 +155,7 @@ class Journal:
                     f"results_dir: journal file {file!r} is corrupt ({exc}). "
                     "Move it away to rerun its fits."
                 ) from None
-            missing = set(_COLUMNS) - set(table.column_names)
+            missing = set(_COLUMNS) - set(OPTIONAL_ROW_TYPES) - set(table.column_names)
             if missing:
                 raise ValueError(
                     f"results_dir: journal file {file!r} lacks columns {sorted(missing)}; "
@@ -229,7 +230,12 @@ def _checked_rows(table: Any, file: str) -> tuple[list[dict[str, Any]], list[str
     ValueError
         If a column does not have raygrid's type (the file was not written by raygrid).
     """
+    import pyarrow as pa
+
     schema = _schema()
+    for name in OPTIONAL_ROW_TYPES:
+        if name not in table.column_names:  # written by an earlier release
+            table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
     try:
         table = table.select(list(_COLUMNS)).cast(schema)
     except Exception as exc:

@@ -50,6 +50,10 @@ class FitRecord:
     start_time, end_time : float
         Wall-clock (epoch seconds) around the whole task in the worker.
     node_id, pid, gpu_ids, worker_rss : where it ran and the worker's memory after it.
+    device : str or None
+        What the fit ran on, as the worker checked it: ``"CPU"``, ``"GPU:0 NVIDIA A10G"``,
+        ``"CPU (logical GPU 0)"``, ``"GPU:0 (unchecked)"`` (see :mod:`raygrid.run.devices`);
+        None for records journaled before raygrid recorded it.
     attempts : int
         1 + the times the fit was lost with its worker and run again.
     trained_in : int or None
@@ -93,6 +97,7 @@ class FitRecord:
     pid: int | None = None
     gpu_ids: list[str] = field(default_factory=list)
     worker_rss: int | None = None
+    device: str | None = None
     attempts: int = 1
     trained_in: int | None = None
     continued_from: int | None = None
@@ -138,6 +143,7 @@ class FitRecord:
             "gpu_ids": ",".join(self.gpu_ids),
             "pid": self.pid,
             "worker_rss": self.worker_rss,
+            "device": self.device,
             "attempts": int(self.attempts),
             "trained_in": self.trained_in,
             "continued_from": self.continued_from,
@@ -161,6 +167,7 @@ class FitRecord:
             gpu_ids=[g for g in (row["gpu_ids"] or "").split(",") if g],
             pid=row["pid"],
             worker_rss=row["worker_rss"],
+            device=row.get("device"),
             attempts=row["attempts"],
             trained_in=row["trained_in"],
             continued_from=row["continued_from"],
@@ -188,6 +195,9 @@ ROW_TYPES = {
     "continued_from": "int64",
     "fit_info": "string",
 }
+# Columns added after release 0.1.0: a journal written without them still reads back
+# (their values are None).
+OPTIONAL_ROW_TYPES = {"device": "string"}
 
 
 def fit_info(estimator: Any) -> dict[str, Any]:

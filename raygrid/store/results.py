@@ -45,7 +45,8 @@ def tasks_frame(
     candidate, e.g. a halving search's ``iter`` and ``n_resources``), ``test_<metric>``
     (and ``train_<metric>``), ``fit_time``, ``score_time``, ``start_time``, ``end_time``
     (UTC timestamps), ``node_id``, ``gpu_ids``, ``pid``, ``worker_rss`` (the worker's
-    resident memory in bytes right after the fit), ``attempts``, ``trained_with`` (the
+    resident memory in bytes right after the fit), ``device`` (what the fit ran on, e.g.
+    ``GPU:0 NVIDIA A10G`` or ``CPU``; see :mod:`raygrid.run.devices`), ``attempts``, ``trained_with`` (the
     candidate whose training this fit was scored on: itself, or with prefix sharing the
     one trained to a larger value), ``continued_from`` (in a halving search over a
     training-length resource, the value the previous iteration's fit was trained on from),
@@ -72,6 +73,7 @@ def tasks_frame(
             gpu_ids=",".join(record.gpu_ids),
             pid=record.pid,
             worker_rss=record.worker_rss,
+            device=record.device,
             attempts=record.attempts,
             trained_with=candidate if record.trained_in is None else record.trained_in,
             continued_from=record.continued_from,

@@ -99,6 +99,18 @@ class CandidateResult:
         """Whether every fit of the candidate failed."""
         return all(r.failed for r in self.records)
 
+    def devices(self) -> str:
+        """What the candidate's fits ran on (their ``device``), e.g. ``"GPU:0 NVIDIA A10G"``.
+
+        Returns
+        -------
+        str
+            The distinct devices, comma separated, in first-seen order; ``"unknown"`` for
+            fits resumed from a journal written before raygrid recorded devices.
+        """
+        found = [r.device or "unknown" for r in self.records]
+        return ", ".join(dict.fromkeys(found))
+
     def metrics(self) -> dict[str, float]:
         """Collect the candidate's numbers under their ``cv_results_`` names.
 

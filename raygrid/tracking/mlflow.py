@@ -29,6 +29,8 @@ from raygrid.tracking.base import (
 
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 _CANDIDATE_TAG = "raygrid.candidate"
+#: The child run tag holding what the candidate's fits ran on (``CandidateResult.devices``).
+DEVICE_TAG = "raygrid.device"
 _KEY_TAG = "raygrid.search_key"
 _DIR_TAG = "raygrid.results_dir"
 
@@ -218,7 +220,11 @@ class MLflowRun(TrackerRun):
                 self.experiment_id,
                 start_time=_millis(min(r.start_time for r in records)),
                 run_name=f"candidate-{candidate.index}",
-                tags={"mlflow.parentRunId": self.run_id, _CANDIDATE_TAG: str(candidate.index)},
+                tags={
+                    "mlflow.parentRunId": self.run_id,
+                    _CANDIDATE_TAG: str(candidate.index),
+                    DEVICE_TAG: candidate.devices(),
+                },
             )
             child = run.info.run_id
             params = {k: plain_value(v) for k, v in candidate.params.items()}

@@ -8,7 +8,8 @@ Layout under ``logdir``::
 
     events.out.tfevents.*        the experiment: every parameter and metric (at the end)
     candidate-0000/events.*      a session: its parameters, its metrics at step 0,
-                                 per-epoch curves (``split0_loss_curve``, ...) by epoch
+                                 per-epoch curves (``split0_loss_curve``, ...) by epoch,
+                                 and the text ``raygrid.device`` (what its fits ran on)
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from raygrid.tracking.base import (
     absolute_dir,
     plain_value,
 )
+
+#: The text summary holding what a candidate's fits ran on (``CandidateResult.devices``).
+DEVICE_TAG = "raygrid.device"
 
 
 @dataclass
@@ -100,6 +104,7 @@ class TensorBoardRun(TrackerRun):
             start = start if start == start else None  # NaN: not known
             summaries = [(0, hparams_pb(hparams, _session_name(candidate.index), start))]
             summaries += [(0, _scalar(k, v)) for k, v in metrics.items()]
+            summaries.append((0, _text(DEVICE_TAG, candidate.devices())))
             for key, values in candidate.curves().items():
                 summaries += [(step, _scalar(key, v)) for step, v in enumerate(values, 1)]
             _write(session, summaries)
@@ -136,6 +141,12 @@ def _scalar(tag: str, value: float) -> Any:
     from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
     return scalar_pb(tag, value)
+
+
+def _text(tag: str, value: str) -> Any:
+    from tensorboard.plugins.text.summary_v2 import text_pb
+
+    return text_pb(tag, value)
 
 
 def _write(directory: str, summaries: list[tuple[int, Any]]) -> None:

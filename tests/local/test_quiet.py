@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import types
 
 import psutil
 import pytest
@@ -136,38 +135,6 @@ def test_install_wraps_rays_handler_once(fake_ray_handler, monkeypatch):
     assert forwarded[-1]["lines"] == [CHATTER[0], "mine"]
 
 
-def fake_tensorflow(gpus, built_with_cuda=True):
-    return types.SimpleNamespace(
-        config=types.SimpleNamespace(list_physical_devices=lambda kind: list(gpus)),
-        test=types.SimpleNamespace(is_built_with_cuda=lambda: built_with_cuda),
-    )
-
-
-def test_gpu_worker_without_a_visible_gpu_is_reported_once(monkeypatch, capsys):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    monkeypatch.setitem(sys.modules, "tensorflow", fake_tensorflow([]))
-    check = quiet.GpuCheck(num_gpus=1)
-    message = check.after_fits()
-    assert message.startswith("raygrid: this worker holds GPU 1")
-    assert "TensorFlow sees no GPU (CUDA failed to initialise)" in message
-    assert check.after_fits() is None
-    assert capsys.readouterr().err == message + "\n"
-
-    monkeypatch.setitem(sys.modules, "tensorflow", fake_tensorflow([], built_with_cuda=False))
-    assert "no CUDA support" in quiet.GpuCheck(num_gpus=0.5).after_fits()
-
-
-def test_gpu_check_is_silent_when_there_is_nothing_to_report(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "tensorflow", fake_tensorflow(["GPU:0"]))
-    assert quiet.GpuCheck(num_gpus=1).after_fits() is None
-    assert quiet.GpuCheck(num_gpus=0).after_fits() is None
-    monkeypatch.delitem(sys.modules, "tensorflow")
-    check = quiet.GpuCheck(num_gpus=1)
-    assert check.after_fits() is None
-    assert check.pending, "checked before TensorFlow was imported"
-    assert capsys.readouterr().err == ""
-
-
 def test_drain_without_forwarding_returns_at_once():
     assert not ray.is_initialized() or quiet._installed() is None
     start = time.monotonic()
@@ -261,14 +228,6 @@ def test_seed_style_search_prints_the_users_lines_and_no_framework_chatter(quiet
     assert not found, f"start-up chatter reached the terminal: {found}\n{out}"
     assert "chatty wrapper: fitting units=" in out, out
     assert "UserWarning: chatty wrapper: a warning from fit" in out, out
-
-
-@pytest.mark.slow
-def test_gpu_worker_whose_tensorflow_sees_no_gpu_is_reported_once(quiet_run):
-    out, _, _ = quiet_run
-    reports = [line for line in out.splitlines() if "raygrid: this worker holds GPU" in line]
-    assert len(reports) == 1, out
-    assert "but TensorFlow sees no GPU" in reports[0]
 
 
 @pytest.mark.slow

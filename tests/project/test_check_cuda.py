@@ -180,3 +180,67 @@ def test_search_dirs_put_ld_library_path_first(check, monkeypatch, tmp_path):
     dirs = check.search_dirs()
     assert dirs[:2] == [f"{tmp_path}/a", f"{tmp_path}/b"]
     assert len(dirs) == len(set(dirs))
+
+
+# -- loading every library TensorFlow opens, the way it opens them ------------------------
+
+
+@pytest.fixture(scope="module")
+def tf_dir() -> Path:
+    import tensorflow as tf
+
+    return Path(tf.__file__).parent
+
+
+def test_runpath_read_from_tensorflows_own_library(check, tf_dir):
+    entries = check.elf_runpath(tf_dir / "libtensorflow_framework.so.2")
+    assert "$ORIGIN/../nvidia/cudnn/lib" in entries
+    assert "$ORIGIN/../nvidia/cuda_runtime/lib" in entries
+    dirs = check.loader_dirs(tf_dir)
+    assert str(tf_dir.parent / "nvidia" / "cudnn" / "lib") in dirs
+    with pytest.raises(ValueError, match="not a 64-bit"):
+        check.elf_runpath(ROOT / "cluster" / "check_cuda.py")
+
+
+def test_every_library_resolves_in_loader_order_and_loads(check, build_info, tmp_path):
+    """A stand-in image: each soname TensorFlow opens is a real loadable library."""
+    real = check.resolve("libz.so.1", [], check.ldconfig_cache())
+    assert real, "this test needs the system's libz"
+    first, second = tmp_path / "ld_library_path", tmp_path / "runpath"
+    first.mkdir(), second.mkdir()
+    cuda = check.parse_version(build_info["cuda_version"])[0]
+    cudnn = check.parse_version(build_info["cudnn_version"])[0]
+    names = [p.format(cuda=cuda, cudnn=cudnn) for p in check.DLOPENED]
+    for name in names:
+        (second / name).symlink_to(real)
+    (first / names[0]).symlink_to(real)
+    loaded, problems = check.load_all(build_info, [str(first), str(second)], {})
+    assert problems == []
+    assert loaded[0] == f"{names[0]} -> {first / names[0]}"  # LD_LIBRARY_PATH wins
+    assert len(loaded) == len(check.DLOPENED)
+
+
+def test_a_missing_or_broken_library_fails_the_check(check, build_info, tmp_path):
+    cudnn = check.parse_version(build_info["cudnn_version"])[0]
+    (tmp_path / f"libcudnn.so.{cudnn}").write_bytes(b"not a library")
+    loaded, problems = check.load_all(build_info, [str(tmp_path)], {})
+    assert loaded == []
+    assert len(problems) == len(check.DLOPENED)
+    assert any(p.startswith(f"libcudnn.so.{cudnn} -> ") and "does not load" in p for p in problems)
+    assert any(p.startswith("libcudart.so.") and "does not resolve" in p for p in problems)
+
+
+def test_the_build_check_fails_on_this_machine_without_cuda_wheels():
+    """Here TensorFlow's CUDA wheels are absent: the check must fail, naming them."""
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "cluster" / "check_cuda.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if run.returncode == 0:
+        pytest.skip("this machine has TensorFlow's CUDA libraries installed")
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "CANNOT LOAD: libcudart.so." in run.stderr
