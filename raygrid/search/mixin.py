@@ -229,8 +229,8 @@ class RaySearchMixin(BaseSearchCV):
 
         # 2. A Ray session, warm workers, and the search's data in the object store once.
         data = self._connect_and_describe(X, y, scorers, routed)
-        if lazy:
-            data.y, data.node_data = None, uuid.uuid4().hex
+        if lazy:  # workers replace X (and y, the target column read here) by the file's
+            data.node_data = uuid.uuid4().hex
         tracking = TrackingSession.from_option(self._ray_option("tracking"))
         with _SearchRun(self, slot, self._n_slots(slot), data, routed, tracking) as run:
             # 3. The subclass decides which candidates to evaluate, in waves.

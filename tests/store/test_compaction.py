@@ -69,9 +69,7 @@ def journal_uri(request, tmp_path):
 
 
 @pytest.mark.parametrize("step", ["written", "deleting"])
-def test_compaction_killed_loses_and_duplicates_nothing(
-    journal_uri, step, tmp_path, monkeypatch
-):
+def test_compaction_killed_loses_and_duplicates_nothing(journal_uri, step, tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(compaction, "SMALL_PART_ROWS", 0)  # no compaction: many parts
         RayGridSearchCV(SlowRidge(), GRID, cv=3, results_dir=journal_uri).fit(X, y)
