@@ -14,6 +14,7 @@ import tempfile
 
 import pytest
 import ray
+from s3_server import configure_environment
 
 from raygrid.run.execute import start_local
 
@@ -22,6 +23,9 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ["RAYGRID_ALLOW_LOGICAL_GPUS"] = "1"
 # Searches in test subprocesses must not join a kept-alive cluster of `raygrid up`.
 os.environ["RAYGRID_STATE_DIR"] = tempfile.mkdtemp(prefix="raygrid-test-state-")
+# The test S3 endpoint (tests/s3_server.py), set before Ray starts so that its workers,
+# which take the environment of the process starting Ray, reach it too.
+configure_environment()
 
 
 @pytest.fixture(scope="session", autouse=True)

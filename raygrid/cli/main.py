@@ -41,6 +41,8 @@ from raygrid.report import build as report
 from raygrid.report.ranking import format_table, parameter_columns, ranked_table
 from raygrid.spec.search_spec import SearchSpec, SpecError, load_spec, parse_spec
 from raygrid.spec.toml_writer import dump_toml
+from raygrid.store.live import live_output
+from raygrid.store.location import Location, LocationError
 from raygrid.store.results import is_uri, read_output, write_output
 from raygrid.text import error_line
 
@@ -243,6 +245,11 @@ def _load(path: str, output: str | None) -> SearchSpec:
 
 def _run(args: argparse.Namespace) -> int:
     spec = _load(args.spec, args.output)
+    if spec.output is not None:
+        try:  # before any data is read or fit runs: a wrong bucket fails now
+            Location(spec.output, "[output].path").probe()
+        except LocationError as exc:
+            return _failed("run", f"cannot write results to {spec.output}", exc, args.debug)
     data = spec.load_data()
     overrides: dict[str, Any] = {}
     if args.verbose is not None:
@@ -256,7 +263,8 @@ def _run(args: argparse.Namespace) -> int:
     _warn_if_large(search, n_candidates, data)
     started = time.perf_counter()
     try:
-        search.fit(data.X, data.y, **data.fit_params)
+        with live_output(spec.output) if spec.output else contextlib.nullcontext():
+            search.fit(data.X, data.y, **data.fit_params)
     except KeyboardInterrupt:
         raise
     except Exception as exc:

@@ -34,7 +34,7 @@ from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples
 
 from raygrid.local import quiet
-from raygrid.run import devices, fusion, gpu_memory, prefix
+from raygrid.run import devices, fusion, gpu_memory, node_data, prefix
 from raygrid.run.callbacks import Relay
 from raygrid.store.journal import write_rows
 from raygrid.store.record import FitRecord, fit_info
@@ -78,6 +78,9 @@ class SearchData:
     return_train_score: bool
     error_score: Any
     allow_logical_gpus: bool = False
+    # With X a lazy handle (raygrid.data), the search's token: workers read X and y
+    # once per node (see raygrid.run.node_data).
+    node_data: str | None = None
 
 
 @dataclass
@@ -448,7 +451,11 @@ class FitWorker:
         key = data_ref[0].hex()
         if key != self._data_key:
             self._data = None  # drop the previous search's arrays first
-            self._data = ray.get(data_ref[0])
+            data = ray.get(data_ref[0])
+            if data.node_data is not None:
+                X, y = node_data.fetch(data.X, data.node_data)
+                data = dataclasses.replace(data, X=X, y=y, node_data=None)
+            self._data = data
             self._data_key = key
         return self._data
 
@@ -607,7 +614,7 @@ def _journal(target: JournalTarget, records: list[FitRecord], tasks: dict[int, t
     ]
     try:
         write_rows(target.directory, rows)
-    except OSError:
+    except (OSError, ValueError):  # not reachable from here (ValueError: pyarrow's URI)
         return  # the driver journals them
     for record in records:
         record.journaled = record.raised is None

@@ -28,6 +28,7 @@ import os
 import pickle
 import time
 import uuid
+import warnings
 import weakref
 from collections import defaultdict
 from inspect import signature
@@ -50,14 +51,16 @@ from sklearn.utils import indexable
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_method_params, check_is_fitted
 
+from raygrid.data import ParquetData
 from raygrid.local import quiet, shipping
-from raygrid.run import devices, execute, plan, prefix, progress
+from raygrid.run import devices, execute, node_data, plan, prefix, progress
 from raygrid.run.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.run.collect import Collector, raise_from_worker, show_warnings
 from raygrid.run.units import Task, WorkUnit
 from raygrid.run.worker import JournalTarget, SearchData, WaveData
-from raygrid.search import validate
+from raygrid.search import lazy_data, validate
 from raygrid.store import journal as journal_lib
+from raygrid.store import live
 from raygrid.store import results as results_tables
 from raygrid.store.record import FitRecord
 from raygrid.tracking import SearchStart, Tracker
@@ -208,6 +211,9 @@ class RaySearchMixin(BaseSearchCV):
         # 1. Validate what scikit-learn validates before fitting, and raygrid's options.
         slot = self._slot()
         scorers, refit_metric = self._get_scorers()
+        lazy = isinstance(X, ParquetData)
+        if lazy:  # the workers read X (and y); the driver, y alone if the splits need it
+            y = lazy_data.driver_target(X, y, self.cv, self.estimator)
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
         routed = self._get_routed_params_for_fit(params)
@@ -225,6 +231,8 @@ class RaySearchMixin(BaseSearchCV):
 
         # 2. A Ray session, warm workers, and the search's data in the object store once.
         data = self._connect_and_describe(X, y, scorers, routed)
+        if lazy:  # workers replace X (and y, the target column read here) by the file's
+            data.node_data = uuid.uuid4().hex
         tracking = TrackingSession.from_option(self._ray_option("tracking"))
         with _SearchRun(self, slot, self._n_slots(slot), data, routed, tracking) as run:
             # 3. The subclass decides which candidates to evaluate, in waves.
@@ -234,6 +242,7 @@ class RaySearchMixin(BaseSearchCV):
                 self._run_search(run.evaluate_candidates)
             # 4. The best candidate, by scikit-learn's rule, refitted in a slot.
             self._choose_best_and_refit(run, refit_metric, root_ctx)
+            run.finish()
 
         self.scorer_ = scorers._scorers if hasattr(scorers, "_scorers") else scorers
         self.cv_results_ = run.results
@@ -382,9 +391,9 @@ class _SearchRun:
         self.token = uuid.uuid4().hex
         _searches_in_fit[self.token] = search
         self.journal = self._open_journal()
+        self.live = live.current()
         self.tracking: TrackingSession | None = tracking
         if tracking is not None:
-            directory = search._ray_option("results_dir")
             tracking.start(
                 SearchStart(
                     search,
@@ -392,7 +401,7 @@ class _SearchRun:
                     data.y,
                     n_slots,
                     getattr(self, "search_key", None),
-                    None if directory is None else os.path.abspath(directory),
+                    None if self.journal is None else self.journal.path,
                 )
             )
 
@@ -402,6 +411,8 @@ class _SearchRun:
     def __exit__(self, exc_type, exc, traceback) -> None:
         if self.pool is not None:
             self.pool.release()
+        if self.data.node_data is not None:
+            node_data.release(self.data.node_data)
         if exc is not None and self.tracking is not None:
             self.tracking.abort(exc)
 
@@ -471,9 +482,9 @@ class _SearchRun:
         wave = WaveData(splits, listeners=self.listeners)
         keys = self._journal_keys(tasks, splits)
         if keys is not None:
-            # Workers journal what they finish, so it survives the driver.
-            directory = os.path.abspath(self.journal.path)  # workers run in other folders
-            wave.journal = JournalTarget(directory, keys, [t.candidate for t in tasks])
+            # Workers journal what they finish (an absolute path or a URI), so it survives
+            # the driver.
+            wave.journal = JournalTarget(self.journal.path, keys, [t.candidate for t in tasks])
         if callback_ctx is not None and self.with_callbacks:
             contexts = [
                 callback_ctx.subcontext(task_name="candidate-split-evaluation", task_id=i)
@@ -492,10 +503,14 @@ class _SearchRun:
         on_records = collect
         if self.tracking is not None:
             self.tracking.fits(tasks, [r for r in collect.records if r is not None])
+        if self.tracking is not None or self.live is not None:
 
             def on_records(batch: list[FitRecord]) -> None:
                 collect(batch)
-                self.tracking.fits(tasks, batch)
+                if self.tracking is not None:
+                    self.tracking.fits(tasks, batch)
+                if self.live is not None and self.live.due():
+                    self._write_partial(tasks, collect.records)
 
         collect.show_progress(search._ray_option("progress"))
         units = self._units(to_run)
@@ -590,6 +605,40 @@ class _SearchRun:
             raise_from_worker(result.raised, result.raised_text)
         return pickle.loads(result.estimator), result.refit_time
 
+    def _write_partial(self, tasks: list[Task], records: list[FitRecord | None]) -> None:
+        """Write the results so far to the live output (see :mod:`raygrid.store.live`)."""
+        search = self.search
+        n_splits = search.n_splits_
+        candidates, out = list(self.candidates), list(self.out)
+        done_tasks, done_records = list(self.tasks), list(self.records)
+        for start in range(0, len(tasks), n_splits):
+            chunk = slice(start, start + n_splits)
+            group = list(zip(tasks[chunk], records[chunk], strict=True))
+            if any(r is None or r.raised is not None for _, r in group):
+                continue
+            candidates.append(group[0][0].params)
+            out.extend(r.sklearn_out() for _, r in group)
+            done_tasks.extend(t for t, _ in group)
+            done_records.extend(r for _, r in group)
+        self.live.written()
+        if not candidates:
+            return
+        try:
+            if callable(search.scoring):
+                _insert_error_scores(out, search.error_score)
+            results = search._format_results(candidates, n_splits, out, {})
+            fits = [(t.candidate, t.split, t.params) for t in done_tasks]
+            frame = results_tables.tasks_frame(fits, done_records)
+            summary = {"search": type(search).__name__, "partial": True, "fits": len(out)}
+            results_tables.save_results(self.live.path, results, frame, summary)
+        except Exception as exc:  # the search goes on; its final write is what counts
+            warnings.warn(
+                f"raygrid: could not refresh the results at {self.live.path} "
+                f"({type(exc).__name__}: {exc}); they are written when the search ends.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
     def tasks_frame(self) -> pd.DataFrame:
         """Every fit of every wave as ``tasks_`` (see :func:`raygrid.store.results.tasks_frame`)."""
         fits = [(t.candidate, t.split, t.params) for t in self.tasks]
@@ -614,7 +663,14 @@ class _SearchRun:
             "estimator": repr(self.search.estimator),
             "param_grid": repr(_search_space(self.search)),
         }
-        return journal_lib.Journal(directory, self.search_key, description)
+        journal = journal_lib.Journal(directory, self.search_key, description)
+        journal.compact()  # a resumed search reads a few large parts, not many small ones
+        return journal
+
+    def finish(self) -> None:
+        """After the search's last fit: merge the journal's parts into a few large ones."""
+        if self.journal is not None:
+            self.journal.compact()
 
     def _journal_keys(self, tasks: list[Task], splits) -> list[str] | None:
         if self.journal is None:

@@ -329,7 +329,13 @@ def load_data(file: str, data: DataSpec) -> LoadedData:
 
 
 def _load_table_data(file: str, data: DataSpec) -> LoadedData:
-    """The data file read: features, target (without missing values) and groups."""
+    """The data file read: features, target (without missing values) and groups.
+
+    A Parquet file is not read here: ``X`` is a :mod:`raygrid.data` handle that the
+    workers read (the driver reads the groups column alone, when there is one).
+    """
+    if data.format == "parquet":
+        return _lazy_parquet_data(file, data)
     try:
         table = read_table(data.path, data.format)
     except Exception as exc:
@@ -354,6 +360,28 @@ def _load_table_data(file: str, data: DataSpec) -> LoadedData:
         fit_params=fit_params,
         description=f"{data.path}: {len(frame)} rows, {len(features)} features, "
         f"target {data.target!r}" + (f", groups {data.groups!r}" if data.groups else ""),
+    )
+
+
+def _lazy_parquet_data(file: str, data: DataSpec) -> LoadedData:
+    """A Parquet ``[data].path`` as a handle the workers read; only its footer is read."""
+    from raygrid.data import read_parquet
+
+    try:
+        handle = read_parquet(data.path, data.target, data.features, data.groups)
+        fit_params = {} if data.groups is None else {"groups": handle.column(data.groups)}
+    except Exception as exc:
+        raise SpecError(
+            file, [("[data].path", f"cannot read {data.path} as parquet: {error_line(exc)}")]
+        ) from None
+    return LoadedData(
+        X=handle,
+        y=None,
+        fit_params=fit_params,
+        description=f"{data.path}: {handle.num_rows} rows, {len(handle.features)} features, "
+        f"target {data.target!r}"
+        + (f", groups {data.groups!r}" if data.groups else "")
+        + " (read by the Ray workers)",
     )
 
 

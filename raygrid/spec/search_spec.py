@@ -384,7 +384,11 @@ def _resources_problem(value: Any, gpus: bool) -> str | None:
 
 
 def _results_dir_problem(value: Any) -> str | None:
-    return None if isinstance(value, str) and value else "a directory path (a string)"
+    if not isinstance(value, str) or not value:
+        return "a directory path or a URI like s3://bucket/journal (a string)"
+    if is_uri(value) and value.split("://", 1)[0].lower() not in OUTPUT_SCHEMES:
+        return f"a local path or a URI with one of the schemes {', '.join(OUTPUT_SCHEMES)}"
+    return None
 
 
 def _fit_timeout_problem(value: Any) -> str | None:
@@ -620,7 +624,7 @@ class _Checker(Problems):
                 )
             else:
                 self.take(table, out, name, check)
-        if "results_dir" in out:
+        if "results_dir" in out and not is_uri(out["results_dir"]):
             out["results_dir"] = os.path.abspath(os.path.expanduser(out["results_dir"]))
 
     def check_kind_options(self, table: dict, out: dict[str, Any]) -> None:

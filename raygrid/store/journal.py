@@ -1,6 +1,6 @@
 """A durable journal of finished fits, so that a rerun does only the missing ones.
 
-Layout of ``results_dir``::
+Layout of ``results_dir`` (a local directory or a URI, see :mod:`raygrid.store.location`)::
 
     raygrid-journal.json             what search this journal belongs to (its fingerprint)
     part-<ns>-<pid>-<id>.parquet     finished fits, one file per batch of records
@@ -34,7 +34,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from raygrid.store.files import atomic_write, create_exclusive
+from raygrid.store.location import Location
 from raygrid.store.record import OPTIONAL_ROW_TYPES, ROW_TYPES, FitRecord
 
 MANIFEST = "raygrid-journal.json"
@@ -72,7 +72,8 @@ class Journal:
     Parameters
     ----------
     path : str or path-like
-        The directory; created if missing.
+        The directory (created if missing), or a URI pyarrow opens (``s3://bucket/dir``,
+        ``gs://...``, ``hdfs://...``, ``file://...``; see :mod:`raygrid.store.location`).
     search_key : str
         The fingerprint of the search (see :func:`fingerprint`).
     description : dict
@@ -81,29 +82,26 @@ class Journal:
     Raises
     ------
     ValueError
-        If ``path`` is a file, is not writable, or holds another search's journal or a
+        If ``path`` is a file, is not writable (a probe object is written and deleted
+        there), has a scheme pyarrow cannot open, or holds another search's journal or a
         manifest raygrid did not write.
     """
 
     def __init__(self, path: str | os.PathLike, search_key: str, description: dict) -> None:
-        self.path = os.fspath(path)
+        self.location = Location(path, "results_dir")
+        self.path = self.location.uri
         self.search_key = search_key
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
+        if self.location.is_local and os.path.exists(self.path) and not os.path.isdir(self.path):
             raise ValueError(f"results_dir={self.path!r} is a file, not a directory.")
-        try:
-            os.makedirs(self.path, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(f"results_dir={self.path!r} cannot be created: {exc}") from None
-        if not os.access(self.path, os.W_OK | os.X_OK):
-            raise ValueError(f"results_dir={self.path!r} is not writable.")
+        self.location.probe()
+        self._clean: list[str] = []  # parts whose every row was usable, at the last load
         self._check_manifest(description)
 
     def _check_manifest(self, description: dict) -> None:
-        manifest = os.path.join(self.path, MANIFEST)
-        if os.path.exists(manifest):
+        where = self.location
+        if where.exists(MANIFEST):
             try:
-                with open(manifest) as f:
-                    content = json.load(f)
+                content = json.loads(where.read(MANIFEST))
                 owner, key = content["format"], content["search_key"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise ValueError(
@@ -121,14 +119,23 @@ class Journal:
                     "results_dir, or delete that one to start over."
                 )
             return
-        elif any(n.startswith(_PART_PREFIX) for n in os.listdir(self.path)):
+        elif any(n.startswith(_PART_PREFIX) for n in where.names()):
             raise ValueError(
                 f"results_dir={self.path!r} holds journal parts but no {MANIFEST}; "
                 "it was not written by this search. Use another results_dir."
             )
         content = {"format": FORMAT, "search_key": self.search_key, **description}
-        if not create_exclusive(manifest, json.dumps(content, indent=2, default=repr).encode()):
+        if not where.create(MANIFEST, json.dumps(content, indent=2, default=repr).encode()):
             self._check_manifest(description)  # another process created it first
+
+    def parts(self) -> list[str]:
+        """The names of the journal's part files, oldest first."""
+        return [
+            n
+            for n in self.location.names()
+            # Temporary files are parts being written, or left by a crash mid-write.
+            if n.startswith(_PART_PREFIX) and n.endswith(_PART_SUFFIX)
+        ]
 
     def load(self) -> dict[str, dict[str, Any]]:
         """Every row of this journal, by key (the newest wins for a repeated key).
@@ -140,27 +147,11 @@ class Journal:
         ValueError
             If a part file is not a readable raygrid journal part.
         """
-        import pyarrow.parquet as pq
-
         records: dict[str, dict[str, Any]] = {}
-        for name in sorted(os.listdir(self.path)):
-            # Temporary files are parts being written, or left by a crash mid-write.
-            if not (name.startswith(_PART_PREFIX) and name.endswith(_PART_SUFFIX)):
-                continue
-            file = os.path.join(self.path, name)
-            try:
-                table = pq.read_table(file)
-            except Exception as exc:
-                raise ValueError(
-                    f"results_dir: journal file {file!r} is corrupt ({exc}). "
-                    "Move it away to rerun its fits."
-                ) from None
-            missing = set(_COLUMNS) - set(OPTIONAL_ROW_TYPES) - set(table.column_names)
-            if missing:
-                raise ValueError(
-                    f"results_dir: journal file {file!r} lacks columns {sorted(missing)}; "
-                    "it was not written by raygrid."
-                )
+        self._clean = []
+        for name in self.parts():
+            file = self.location.describe(name)
+            table = self._read_part(name, file)
             rows, problems = _checked_rows(table, file)
             records.update((row["key"], row) for row in rows)
             if problems:
@@ -171,12 +162,44 @@ class Journal:
                     RuntimeWarning,
                     stacklevel=2,
                 )
+            else:
+                self._clean.append(name)
         return records
+
+    def _read_part(self, name: str, file: str) -> Any:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(self.location.open_input(name))
+        except Exception as exc:
+            raise ValueError(
+                f"results_dir: journal file {file!r} is corrupt ({exc}). "
+                "Move it away to rerun its fits."
+            ) from None
+        missing = set(_COLUMNS) - set(OPTIONAL_ROW_TYPES) - set(table.column_names)
+        if missing:
+            raise ValueError(
+                f"results_dir: journal file {file!r} lacks columns {sorted(missing)}; "
+                "it was not written by raygrid."
+            )
+        return table
 
     def append(self, entries: list[tuple[str, int, int, dict, FitRecord]]) -> None:
         """Write ``(key, candidate, split, params, record)`` entries durably, as one new
         part file."""
         write_rows(self.path, entries)
+
+    def compact(self) -> int:
+        """Merge the journal's small parts into a few large ones; how many parts it removed.
+
+        See :func:`raygrid.store.compaction.compact`.
+        """
+        from raygrid.store.compaction import compact, small_parts
+
+        if len(small_parts(self.location, self.parts())) < 2:
+            return 0
+        self.load()
+        return compact(self.location, self._clean, _schema())
 
 
 def params_text(params: dict[str, Any]) -> str:
@@ -187,17 +210,20 @@ def params_text(params: dict[str, Any]) -> str:
 def write_rows(directory: str, entries: list[tuple[str, int, int, dict, FitRecord]]) -> None:
     """Write ``(key, candidate, split, params, record)`` entries as one new part file.
 
+    ``directory`` is the journal's local path or URI.
+
     Raises
     ------
     OSError
         If ``directory`` (an existing journal) cannot be written from this process.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if not entries:
         return
-    if not os.path.isfile(os.path.join(directory, MANIFEST)):
+    location = Location(directory, "results_dir")
+    # A node that does not see a local results_dir must not create a stray one.
+    if location.is_local and not location.exists(MANIFEST):
         raise FileNotFoundError(f"no journal manifest in {directory!r}")
     rows = [
         {
@@ -209,11 +235,31 @@ def write_rows(directory: str, entries: list[tuple[str, int, int, dict, FitRecor
         }
         for key, candidate, split, params, record in entries
     ]
-    table = pa.Table.from_pylist(rows, schema=_schema())
-    name = f"{_PART_PREFIX}{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    write_part(location, pa.Table.from_pylist(rows, schema=_schema()))
+
+
+def part_name(after: int = 0) -> str:
+    """A new part's file name, unique, sorting after parts stamped up to ``after`` (ns)."""
+    stamp = max(time.time_ns(), after + 1)
+    return f"{_PART_PREFIX}{stamp:020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{_PART_SUFFIX}"
+
+
+def part_stamp(name: str) -> int:
+    """The time stamp (ns) in a part's file name; 0 if it has none."""
+    field = name[len(_PART_PREFIX) :].split("-", 1)[0]
+    return int(field) if field.isdigit() else 0
+
+
+def write_part(location: Location, table: Any, after: int = 0) -> str:
+    """Write ``table`` as a new part under ``location``; its name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    atomic_write(os.path.join(directory, name + _PART_SUFFIX), sink.getvalue().to_pybytes())
+    name = part_name(after)
+    location.write(name, sink.getvalue().to_pybytes())
+    return name
 
 
 def _schema() -> Any:

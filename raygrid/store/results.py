@@ -4,8 +4,7 @@
 * :func:`results_frame`: ``cv_results_`` with one column per parameter, best first;
 * :func:`save_results` / :func:`load_results`: both tables as Parquet plus a small JSON
   summary, the layout ``raygrid report`` reads;
-* :func:`write_output` / :func:`read_output`: the same layout at a path or a URI (copied
-  through the URI's pyarrow filesystem);
+* :func:`write_output` / :func:`read_output`: the same layout at a path or a URI;
 * :func:`read_table` / :func:`read_schema`: a spec's data file (Parquet, CSV, Arrow IPC),
   local or at a URI.
 
@@ -16,14 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from raygrid.store.files import atomic_write
+from raygrid.store.location import Location, is_uri  # noqa: F401  (is_uri: callers' name)
 from raygrid.store.record import FitRecord
 
 RESULTS_FILE = "cv_results.parquet"
@@ -123,20 +120,22 @@ def save_results(
     tasks: pd.DataFrame | None,
     summary: dict[str, Any],
 ) -> None:
-    """Write ``cv_results`` and ``tasks`` as Parquet under the directory ``path``.
+    """Write ``cv_results`` and ``tasks`` as Parquet under ``path``.
 
-    Parameter values that are not plain numbers, strings or booleans (estimators,
-    tuples, mixed types) are stored as their ``repr``; ``params`` as JSON text; the
-    tasks' per-epoch curves (``loss_curve``, ``validation_loss_curve``) as lists of floats.
+    ``path`` is a directory (created if missing) or a URI pyarrow opens (see
+    :mod:`raygrid.store.location`). Each file is replaced whole. Parameter values that
+    are not plain numbers, strings or booleans (estimators, tuples, mixed types) are
+    stored as their ``repr``; ``params`` as JSON text; the tasks' per-epoch curves
+    (``loss_curve``, ``validation_loss_curve``) as lists of floats.
     """
-    os.makedirs(path, exist_ok=True)
+    where = Location(path, "path")
+    where.make()
     frame = results_frame(cv_results)
-    _to_parquet(_plain_columns(frame), os.path.join(path, RESULTS_FILE))
+    where.write(RESULTS_FILE, _parquet_bytes(_plain_columns(frame)))
     if tasks is not None:
-        _to_parquet(_plain_columns(tasks), os.path.join(path, TASKS_FILE))
+        where.write(TASKS_FILE, _parquet_bytes(_plain_columns(tasks)))
     summary = {"layout_version": LAYOUT_VERSION, **summary}
-    text = json.dumps(summary, indent=2, default=repr)
-    atomic_write(os.path.join(path, SUMMARY_FILE), text.encode())
+    where.write(SUMMARY_FILE, json.dumps(summary, indent=2, default=repr).encode())
 
 
 def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
@@ -145,38 +144,41 @@ def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | 
     Raises
     ------
     FileNotFoundError
-        If ``path`` holds no results file.
+        If ``path`` (a directory or a URI) holds no results file.
     ValueError
         If the files are not a raygrid results layout.
     """
     import pyarrow.parquet as pq
 
-    results_file = os.path.join(path, RESULTS_FILE)
-    if not os.path.isfile(results_file):
+    where = Location(path, "path")
+    names = set(where.names())
+    results_file = where.describe(RESULTS_FILE)
+    if RESULTS_FILE not in names:
         raise FileNotFoundError(
-            f"{path}: no {RESULTS_FILE} here; is it a raygrid results directory?"
+            f"{where.uri}: no {RESULTS_FILE} here; is it a raygrid results directory?"
         )
     try:
-        results = pq.read_table(results_file).to_pandas()
+        results = pq.read_table(where.open_input(RESULTS_FILE)).to_pandas()
     except Exception as exc:
         raise ValueError(f"{results_file}: not a readable Parquet file ({exc})") from None
     if not any(c.startswith("rank_test_") for c in results.columns):
         raise ValueError(f"{results_file}: not raygrid search results (no rank_test_* column)")
-    tasks_file = os.path.join(path, TASKS_FILE)
     tasks = None
-    if os.path.isfile(tasks_file):
+    if TASKS_FILE in names:
         try:
-            tasks = pq.read_table(tasks_file).to_pandas()
+            tasks = pq.read_table(where.open_input(TASKS_FILE)).to_pandas()
         except Exception as exc:
-            raise ValueError(f"{tasks_file}: not a readable Parquet file ({exc})") from None
-    summary_file = os.path.join(path, SUMMARY_FILE)
+            raise ValueError(
+                f"{where.describe(TASKS_FILE)}: not a readable Parquet file ({exc})"
+            ) from None
     summary = {}
-    if os.path.isfile(summary_file):
+    if SUMMARY_FILE in names:
         try:
-            with open(summary_file) as f:
-                summary = json.load(f)
+            summary = json.loads(where.read(SUMMARY_FILE))
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{summary_file}: not a raygrid search summary ({exc})") from None
+            raise ValueError(
+                f"{where.describe(SUMMARY_FILE)}: not a raygrid search summary ({exc})"
+            ) from None
     return results, tasks, summary
 
 
@@ -210,21 +212,16 @@ def _is_number_list(value: Any) -> bool:
     )
 
 
-def _to_parquet(frame: pd.DataFrame, path: str) -> None:
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
-    atomic_write(path, sink.getvalue().to_pybytes())
+    return sink.getvalue().to_pybytes()
 
 
 # -- data files and URIs ------------------------------------------------------------------
-
-
-def is_uri(path: str) -> bool:
-    """Whether ``path`` is a URI (``scheme://...``) rather than a local path."""
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
 
 
 def _open_source(path: str) -> Any:
@@ -277,24 +274,9 @@ def write_output(search: Any, output: str) -> None:
     """Write a fitted search's results under ``output`` (a directory path or a URI).
 
     The layout is :meth:`RayGridSearchCV.save_results`'s (``cv_results.parquet``,
-    ``tasks.parquet``, ``search.json``); for a URI it is written locally first, then
-    copied with the URI's pyarrow filesystem.
+    ``tasks.parquet``, ``search.json``).
     """
-    if not is_uri(output):
-        search.save_results(output)
-        return
-    import pyarrow.fs
-
-    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
-    with tempfile.TemporaryDirectory(prefix="raygrid-out-") as tmp:
-        search.save_results(tmp)
-        fs.create_dir(inner, recursive=True)
-        for name in sorted(os.listdir(tmp)):
-            with (
-                open(os.path.join(tmp, name), "rb") as src,
-                fs.open_output_stream(f"{inner.rstrip('/')}/{name}") as dst,
-            ):
-                dst.write(src.read())
+    search.save_results(output)
 
 
 def read_output(output: str) -> tuple[Any, Any, dict]:
@@ -305,20 +287,4 @@ def read_output(output: str) -> tuple[Any, Any, dict]:
     FileNotFoundError
         If ``output`` holds no results.
     """
-    if not is_uri(output):
-        return load_results(output)
-    import pyarrow.fs
-
-    fs, inner = pyarrow.fs.FileSystem.from_uri(output)
-    with tempfile.TemporaryDirectory(prefix="raygrid-in-") as tmp:
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
-        names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File]
-        if RESULTS_FILE not in names:
-            raise FileNotFoundError(f"{output}: no {RESULTS_FILE} here")
-        for name in names:
-            with (
-                fs.open_input_stream(f"{inner.rstrip('/')}/{name}") as src,
-                open(os.path.join(tmp, name), "wb") as dst,
-            ):
-                dst.write(src.read())
-        return load_results(tmp)
+    return load_results(output)

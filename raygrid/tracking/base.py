@@ -287,8 +287,10 @@ class Tracker(ABC):
 
 
 def absolute_dir(path: str | os.PathLike | None) -> str | None:
-    """``path`` as an absolute path (None stays None)."""
-    return None if path is None else os.path.abspath(os.fspath(path))
+    """``path`` as an absolute path (None stays None, a URI stays as it is)."""
+    if path is None or "://" in os.fspath(path):
+        return None if path is None else os.fspath(path)
+    return os.path.abspath(os.fspath(path))
 
 
 def plain_value(value: Any) -> bool | int | float | str:

@@ -1,0 +1,111 @@
+"""Journals and results on object storage: a real S3 endpoint (moto's server mode).
+
+Workers write journal parts straight to the bucket, a rerun resumes from it, results are
+refreshed there while a search runs, and a location raygrid cannot use fails before any
+fit with an error naming it.
+"""
+
+import json
+import os
+
+import pytest
+from compare import assert_cv_results_equal
+from estimators import SlowRidge
+from sklearn.datasets import make_regression
+from sklearn.model_selection import GridSearchCV
+
+from raygrid import RayGridSearchCV
+from raygrid.store import compaction
+from raygrid.store.journal import MANIFEST
+from raygrid.store.live import live_output
+from raygrid.store.results import load_results
+
+X, y = make_regression(n_samples=60, n_features=4, noise=1.0, random_state=0)
+GRID = {"alpha": [0.1, 1.0, 10.0, 100.0]}
+
+
+def scores_only(results):
+    return {k: v for k, v in results.items() if "_time" not in k}
+
+
+def _fits(markers):
+    return len(os.listdir(markers))
+
+
+def test_workers_journal_to_the_bucket_and_a_rerun_resumes_every_fit(
+    s3_server, s3_bucket, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(compaction, "SMALL_PART_ROWS", 0)  # keep the workers' own parts
+    uri = f"s3://{s3_bucket}/journal"
+    first = RayGridSearchCV(SlowRidge(), GRID, cv=3, results_dir=uri).fit(X, y)
+    keys = s3_server.keys(s3_bucket, "journal/")
+    parts = [k for k in keys if k.rsplit("/", 1)[1].startswith("part-")]
+    assert f"journal/{MANIFEST}" in keys and parts
+    writers = {int(k.rsplit("/", 1)[1].split("-")[2]) for k in parts}
+    assert os.getpid() not in writers, "the driver wrote the parts, not the workers"
+    assert not os.path.exists("s3:"), "a local folder named after the URI"
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    again = RayGridSearchCV(SlowRidge(marker_dir=str(markers)), GRID, cv=3, results_dir=uri)
+    # marker_dir is a parameter, so the search differs: resume needs the same search.
+    with pytest.raises(ValueError, match="another search"):
+        again.fit(X, y)
+    second = RayGridSearchCV(SlowRidge(), GRID, cv=3, results_dir=uri).fit(X, y)
+    assert second.tasks_["resumed"].all()
+    reference = GridSearchCV(SlowRidge(), GRID, cv=3).fit(X, y)
+    assert_cv_results_equal(scores_only(second.cv_results_), scores_only(reference.cv_results_))
+    assert_cv_results_equal(scores_only(first.cv_results_), scores_only(reference.cv_results_))
+    assert _fits(markers) == 0
+    # Nothing journaled was lost to the refused search.
+    assert s3_server.keys(s3_bucket, "journal/") == keys
+
+
+def test_journal_is_compacted_in_the_bucket(s3_server, s3_bucket):
+    uri = f"s3://{s3_bucket}/journal"
+    grid = {"alpha": [0.1 * i for i in range(1, 13)]}
+    RayGridSearchCV(SlowRidge(), grid, cv=3, results_dir=uri, n_jobs=2).fit(X, y)
+    parts = [k for k in s3_server.keys(s3_bucket, "journal/") if "/part-" in k]
+    assert len(parts) == 1, parts
+    resumed = RayGridSearchCV(SlowRidge(), grid, cv=3, results_dir=uri).fit(X, y)
+    assert resumed.tasks_["resumed"].all() and len(resumed.tasks_) == 36
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("s3://raygrid-no-such-bucket/journal", "bucket does not exist"),
+        ("nosuchscheme://bucket/journal", "pyarrow cannot open a nosuchscheme://"),
+        (
+            "s3://{bucket}/journal?endpoint_override=127.0.0.1:9&scheme=http",
+            "Could not connect",
+        ),
+    ],
+    ids=["missing-bucket", "unknown-scheme", "unreachable-endpoint"],
+)
+def test_unusable_results_dir_fails_before_any_fit(s3_bucket, tmp_path, where, message):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    where = where.format(bucket=s3_bucket)
+    search = RayGridSearchCV(SlowRidge(marker_dir=str(markers)), GRID, cv=3, results_dir=where)
+    with pytest.raises(ValueError, match=message) as info:
+        search.fit(X, y)
+    assert f"results_dir={where!r}" in str(info.value)
+    assert _fits(markers) == 0
+    assert not os.path.exists(where.split("://")[0] + ":"), "a local folder named after the URI"
+
+
+def test_results_are_refreshed_in_the_bucket_while_the_search_runs(s3_server, s3_bucket):
+    uri = f"s3://{s3_bucket}/out"
+    with live_output(uri, interval=0):
+        search = RayGridSearchCV(SlowRidge(), GRID, cv=3).fit(X, y)
+    results, tasks, summary = load_results(uri)
+    assert summary["partial"] is True and summary["fits"] == 12
+    assert len(results) == 4 and len(tasks) == 12
+    ours = search.results_frame().sort_values("alpha")
+    theirs = results.sort_values("alpha")
+    assert list(theirs["mean_test_score"]) == list(ours["mean_test_score"])
+    search.save_results(uri)  # the final write replaces them
+    assert "partial" not in json.loads(
+        s3_server.client().get_object(Bucket=s3_bucket, Key="out/search.json")["Body"].read()
+    )
