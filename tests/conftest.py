@@ -10,7 +10,7 @@ import tempfile
 import pytest
 import ray
 
-from raygrid.run.execute import start_local
+from raygrid.local.connect import start_local
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
