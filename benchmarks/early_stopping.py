@@ -139,7 +139,7 @@ def main() -> None:
     if args.no_search:
         return
     from raygrid import RayGridSearchCV
-    from raygrid.run.execute import start_local
+    from raygrid.local.connect import start_local
 
     start_local(num_cpus=2, log_to_driver=False)
     no_epochs = {k: v for k, v in SEED_GRID.items() if k != "epochs"}

@@ -40,7 +40,7 @@ from seed_grid_search import seed_data as _seed_split  # noqa: E402
 
 from raygrid import RayGridSearchCV  # noqa: E402
 from raygrid.keras import KerasClassifier  # noqa: E402
-from raygrid.run.execute import start_local  # noqa: E402
+from raygrid.local.connect import start_local  # noqa: E402
 
 
 def seed_data():

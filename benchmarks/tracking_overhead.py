@@ -34,7 +34,7 @@ from seed_grid_search import KerasClassifierWrapper, seed_data  # noqa: E402
 
 from raygrid import RayGridSearchCV  # noqa: E402
 from raygrid.keras import KerasClassifier  # noqa: E402
-from raygrid.run.execute import start_local  # noqa: E402
+from raygrid.local.connect import start_local  # noqa: E402
 from raygrid.tracking import MLflowTracker  # noqa: E402
 
 

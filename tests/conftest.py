@@ -16,7 +16,7 @@ import pytest
 import ray
 from s3_server import configure_environment
 
-from raygrid.run.execute import start_local
+from raygrid.local.connect import start_local
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")

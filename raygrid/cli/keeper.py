@@ -24,8 +24,7 @@ from typing import Any
 import psutil
 import ray
 
-from raygrid.local import kept_alive
-from raygrid.run import execute
+from raygrid.local import connect, kept_alive
 from raygrid.run.pool import SlotSpec, new_worker
 
 # The warm workers' slot: a search's default (num_cpus_per_task=1, no GPU).
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     stop: list[str] = []
     pid = os.getpid()
     try:
-        execute.start_local(args.num_cpus, args.num_gpus)
+        connect.start_local(args.num_cpus, args.num_gpus)
         # After Ray's start, which installs handlers of its own that end the process.
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda n, _frame: stop.append(signal.Signals(n).name))

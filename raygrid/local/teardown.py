@@ -6,7 +6,7 @@ so that the workers' last lines reach the terminal, then stops Ray's processes o
 giving each up to one second to go after SIGTERM; the autoscaler monitor always uses the
 whole second, because it answers SIGTERM by trying to report its own death to the GCS.
 
-For a local Ray that raygrid started itself (:func:`raygrid.run.execute.start_local`), a hook
+For a local Ray that raygrid started itself (:func:`raygrid.local.connect.start_local`), a hook
 that runs before Ray's waits only as long as the workers' output takes to arrive
 (:func:`raygrid.local.quiet.drain`), kills the monitors and the dashboard outright, and then
 calls ``ray.shutdown``, which stops the rest as Ray does (of its 0.3 s here, about 0.25 s

@@ -3,7 +3,8 @@
 - :mod:`~raygrid.run.units`: the units of work (single fits, shared prefixes, fused
   stacks) and the one protocol the scheduler knows them by; :mod:`~raygrid.run.plan`: the
   units one wave asks for; :mod:`~raygrid.run.prefix`: which fits share a training prefix.
-- :mod:`~raygrid.run.execute`: connecting to Ray and scheduling units on the worker pool.
+- :mod:`~raygrid.run.execute`: scheduling units on the worker pool (connecting to Ray is
+  :mod:`raygrid.local.connect`).
 - :mod:`~raygrid.run.pool`: the warm :class:`~raygrid.run.worker.FitWorker` actors, one
   per CPU/GPU slot; :mod:`~raygrid.run.worker`: what runs inside them.
 - :mod:`~raygrid.run.collect`: records back from workers, errors and warnings re-raised;

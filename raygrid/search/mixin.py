@@ -52,7 +52,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_method_params, check_is_fitted
 
 from raygrid.data import ParquetData
-from raygrid.local import quiet, shipping
+from raygrid.local import connect, quiet, shipping
 from raygrid.run import devices, execute, node_data, plan, prefix, progress
 from raygrid.run.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.run.collect import Collector, raise_from_worker, show_warnings
@@ -268,7 +268,7 @@ class RaySearchMixin(BaseSearchCV):
 
     def _connect_and_describe(self, X, y, scorers, routed) -> SearchData:
         """Join or start Ray (shipping the user's own modules where needed); the data."""
-        if not execute.connect(self._ray_option("ray_address")):
+        if not connect.connect(self._ray_option("ray_address")):
             shipping.ship_local_modules(self.estimator, scorers, routed)
         quiet.install(show_all=self.verbose >= 10)  # framework start-up lines too
         return SearchData(

@@ -35,7 +35,7 @@ JOB = textwrap.dedent(
     from sklearn.base import BaseEstimator, RegressorMixin
     from sklearn.linear_model import Ridge
     from raygrid import RayGridSearchCV
-    from raygrid.run import execute
+    from raygrid.local import connect
 
     class Probe(BaseEstimator, RegressorMixin):
         def __init__(self, alpha=1.0):
@@ -56,7 +56,7 @@ JOB = textwrap.dedent(
     X = rng.normal(size=(60, 3))
     y = X @ [1.0, 2.0, 3.0]
     start = time.perf_counter()
-    own = execute.connect(None)
+    own = connect.connect(None)
     connect_seconds = time.perf_counter() - start
     search = RayGridSearchCV(Probe(), {"alpha": [0.1, 1.0, 10.0]}, cv=2, progress=False)
     search.fit(X, y)

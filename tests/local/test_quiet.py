@@ -152,7 +152,7 @@ SCRIPT = textwrap.dedent(
     from sklearn.datasets import make_classification
 
     from raygrid import RayGridSearchCV
-    from raygrid.run.execute import start_local
+    from raygrid.local.connect import start_local
 
     gpu = sys.argv[1] == "gpu"
     start_local(num_gpus=1 if gpu else None)

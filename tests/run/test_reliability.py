@@ -407,7 +407,7 @@ OUT_OF_MEMORY = textwrap.dedent(
     from sklearn.datasets import make_regression
     from estimators import MisbehavingRidge
     from raygrid import RayGridSearchCV
-    from raygrid.run.execute import start_local
+    from raygrid.local.connect import start_local
 
     start_local(num_cpus=1, log_to_driver=False)
     X, y = make_regression(n_samples=60, n_features=4, noise=1.0, random_state=0)
