@@ -290,3 +290,19 @@ class RaiseOnceRidge(Ridge):
                 f.write(str(os.getpid()))
             raise ValueError("RaiseOnceRidge: the planned failure")
         return super().fit(X, y, **kwargs)
+
+
+class ConfigProbeRidge(Ridge):
+    """Ridge whose fit raises unless scikit-learn's ``transform_output`` is ``expect``."""
+
+    def __init__(self, alpha=1.0, expect="default"):
+        super().__init__(alpha=alpha)
+        self.expect = expect
+
+    def fit(self, X, y, **kwargs):
+        import sklearn
+
+        seen = sklearn.get_config()["transform_output"]
+        if seen != self.expect:
+            raise RuntimeError(f"fit saw transform_output={seen!r}, not {self.expect!r}")
+        return super().fit(X, y, **kwargs)

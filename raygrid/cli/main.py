@@ -38,7 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from raygrid.report import build as report
-from raygrid.report.ranking import format_table, parameter_columns, ranked_table
+from raygrid.report.ranking import (
+    display_frame,
+    format_table,
+    parameter_columns,
+    ranked_table,
+)
 from raygrid.spec.search_spec import SearchSpec, SpecError, load_spec, parse_spec
 from raygrid.spec.toml_writer import dump_toml
 from raygrid.store.live import live_output
@@ -336,6 +341,7 @@ def format_ranking(frame: Any, top: int = 10, metric: str | None = None) -> str:
     -------
     str
     """
+    frame = display_frame(frame)
     metrics = [c.removeprefix("rank_test_") for c in frame.columns if c.startswith("rank_test_")]
     if metric not in metrics:
         metric = metrics[0]

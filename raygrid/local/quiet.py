@@ -11,6 +11,11 @@ The worker log files keep every line (``/tmp/ray/session_latest/logs/worker-*``)
 
 Set ``RAYGRID_FRAMEWORK_LOGS=1`` to see the dropped lines in the terminal again.
 
+What fits print arrives as the fit printed it (:func:`print_fit_lines`): without Ray's
+``(FitWorker pid=N)`` prefix, which is kept only for lines from another node than the
+driver's, and without colour codes unless the stream is a terminal. Other processes'
+lines keep Ray's prefix, also without colour codes when the stream is not a terminal.
+
 One more piece lives here because it shares the forwarding path: :func:`drain`, which
 waits until what the workers printed so far has reached the terminal (used at exit). A
 GPU that a worker holds but its framework cannot use is not left to those dropped
@@ -35,6 +40,8 @@ SHOW_ENV = "RAYGRID_FRAMEWORK_LOGS"
 _RAY_HANDLER = "ray_print_logs"
 _WORKER_CLASS = "FitWorker"
 _MARKER = "raygrid:drain:"
+# Ray's switch for the colour codes around its "(pid=N)" prefixes.
+_COLOR_ENV = "RAY_COLOR_PREFIX"
 
 # A C++ log line, in absl's format ("I0000 00:00:1795932570.419982    4044 port.cc:153] ")
 # or TensorFlow's older one ("2024-01-01 12:00:00.000000: I tensorflow/x.cc:12] ").
@@ -76,11 +83,43 @@ def is_chatter(line: str) -> bool:
     return _OTHER.match(line) is not None
 
 
-class _WorkerLogFilter:
-    """Stands in for Ray's forwarding handler; passes on what the user should see."""
+def print_fit_lines(data: dict[str, Any]) -> None:
+    """Print lines a fit worker wrote as the fit itself would have printed them.
 
-    def __init__(self, forward: Any) -> None:
+    scikit-learn's ``n_jobs`` workers print plain lines; so do fits here: no
+    ``(FitWorker pid=N)`` prefix and no colour codes. The prefix stays where it tells
+    something, on lines from another node than this driver's: ``(FitWorker pid=N,
+    ip=ADDRESS)``, in colour only when the stream is a terminal. Ray's deduplication of
+    repeated lines does not apply (each fit's lines arrive, as in scikit-learn).
+
+    Parameters
+    ----------
+    data : dict
+        A batch of lines as Ray forwards them (``lines``, ``is_err``, ``pid``, ``ip``,
+        ``localhost``).
+    """
+    stream = sys.stderr if data.get("is_err") else sys.stdout
+    prefix = ""
+    ip = data.get("ip")
+    if ip and ip != data.get("localhost"):
+        prefix = f"({_WORKER_CLASS} pid={data.get('pid')}, ip={ip}) "
+        if getattr(stream, "isatty", lambda: False)():
+            prefix = f"\x1b[36m{prefix[:-1]}\x1b[0m "
+    for line in data.get("lines") or []:
+        print(prefix + line, file=stream)
+    stream.flush()
+
+
+class _WorkerLogFilter:
+    """Stands in for Ray's forwarding handler; passes on what the user should see.
+
+    Lines of raygrid's fit workers go to ``fit_printer`` (the forwarding handler when
+    None), everything else to Ray's handler.
+    """
+
+    def __init__(self, forward: Any, fit_printer: Any = None) -> None:
         self.forward = forward
+        self.fit_printer = fit_printer
         self.show_all = False
         self.markers: set[tuple[str, str, bool]] = set()
         self.arrived = threading.Condition()
@@ -95,12 +134,28 @@ class _WorkerLogFilter:
                         token = line[len(_MARKER) :].strip()
                         self.markers.add((token, str(data.get("pid")), bool(data.get("is_err"))))
                 self.arrived.notify_all()
-        if not self.show_all and str(data.get("actor_name", "")).startswith(_WORKER_CLASS):
+        from_fit = str(data.get("actor_name", "")).startswith(_WORKER_CLASS)
+        if not self.show_all and from_fit:
             kept = [line for line in kept if not is_chatter(line)]
-        if len(kept) == len(lines):
-            self.forward(data)
+        if from_fit and self.fit_printer is not None:
+            if kept:
+                self.fit_printer({**data, "lines": kept})
+        elif len(kept) == len(lines):
+            self._forward(data)
         elif kept:
-            self.forward({**data, "lines": kept})
+            self._forward({**data, "lines": kept})
+
+    def _forward(self, data: dict[str, Any]) -> None:
+        """Ray's printing, without its colour codes when the stream is not a terminal."""
+        stream = sys.stderr if data.get("is_err") else sys.stdout
+        if _COLOR_ENV in os.environ or getattr(stream, "isatty", lambda: False)():
+            self.forward(data)
+            return
+        os.environ[_COLOR_ENV] = "0"  # Ray reads it for each line it prints
+        try:
+            self.forward(data)
+        finally:
+            os.environ.pop(_COLOR_ENV, None)
 
 
 def _dispatcher() -> Any:
@@ -143,7 +198,7 @@ def install(show_all: bool = False) -> None:
         handlers = []
         for name, handler in dispatcher.handlers:
             if name == _RAY_HANDLER and not isinstance(handler, _WorkerLogFilter):
-                handler = _WorkerLogFilter(handler)
+                handler = _WorkerLogFilter(handler, print_fit_lines)
             if isinstance(handler, _WorkerLogFilter):
                 handler.show_all = show_all
             handlers.append((name, handler))

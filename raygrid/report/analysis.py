@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from raygrid.report.ranking import parameter_columns, value_label
+from raygrid.report.ranking import display_frame, value_label
 from raygrid.store import results as results_io
+from raygrid.text import shorten
 
 TASK_COLUMNS = ("candidate", "split", "start_time", "end_time", "node_id", "pid")
 
@@ -33,7 +34,8 @@ class SearchResults:
     Attributes
     ----------
     results : pandas.DataFrame
-        ``cv_results_`` with one column per parameter, best first.
+        ``cv_results_`` with one column per parameter (under its bare name), indexed by
+        candidate id (row ``i`` is candidate ``i``).
     tasks : pandas.DataFrame or None
         One row per (candidate, split) task; None when the search saved none.
     summary : dict
@@ -42,6 +44,8 @@ class SearchResults:
         The parameter names, in the results' column order.
     metrics : list of str
         The scoring names (``"score"`` for single-metric searches).
+    notes : list of str
+        Figures left out for want of usable tasks, and why.
     """
 
     results: pd.DataFrame
@@ -49,6 +53,7 @@ class SearchResults:
     summary: dict[str, Any]
     params: list[str]
     metrics: list[str]
+    notes: list[str] = field(default_factory=list)
 
     def default_metric(self) -> str:
         """The refit metric when ``refit`` names one, else the first metric."""
@@ -75,6 +80,11 @@ def _check_numeric(file: str, frame: pd.DataFrame, columns: list[str]) -> None:
 def read_search(path: str | os.PathLike) -> SearchResults:
     """Read and check a results directory written by ``save_results``.
 
+    A missing, unreadable or foreign ``tasks.parquet`` (one whose tasks do not have the
+    parameters the results give their candidates) is not an error: the search is read
+    without tasks, and :attr:`SearchResults.notes` says which figures that leaves out
+    and why.
+
     Parameters
     ----------
     path : str or path-like
@@ -93,12 +103,32 @@ def read_search(path: str | os.PathLike) -> SearchResults:
         what = "not a directory" if os.path.exists(path) else "no such directory"
         raise ReportError(f"{path}: {what}")
     try:
-        results, tasks, summary = results_io.load_results(path)
+        stored, summary = results_io.read_results(path)
     except (OSError, ValueError) as exc:
         raise ReportError(str(exc)) from None
-    if not isinstance(summary, dict):
-        summary = {}
+    tasks_file = os.path.join(path, results_io.TASKS_FILE)
+    try:
+        tasks = results_io.read_tasks(path)
+        problem = None if tasks is not None else f"no {results_io.TASKS_FILE} in {path}"
+    except ValueError as exc:
+        tasks, problem = None, str(exc)
+    results = results_io.sklearn_layout(stored, tasks, summary)
     results_file = os.path.join(path, results_io.RESULTS_FILE)
+    metrics = _check_results(results_file, results)
+    if tasks is not None:
+        problem = _tasks_problem(tasks_file, tasks, results)
+    notes = []
+    if problem is not None:
+        tasks = None
+        notes.append(f"timeline and learning curves left out: {problem}")
+    shown = display_frame(results)
+    params = [shown.columns[i] for i, c in enumerate(results.columns) if c.startswith("param_")]
+    shown.index.name = "candidate"
+    return SearchResults(shown, tasks, summary, params, metrics, notes)
+
+
+def _check_results(results_file: str, results: pd.DataFrame) -> list[str]:
+    """The results' metrics, after checking they are search results with numeric scores."""
     metrics = [c.removeprefix("rank_test_") for c in results.columns if c.startswith("rank_test_")]
     missing = [
         f"{stat}_test_{m}"
@@ -111,21 +141,37 @@ def read_search(path: str | os.PathLike) -> SearchResults:
     if len(results) == 0:
         raise ReportError(f"{results_file}: no candidates (the file has zero rows)")
     _check_numeric(results_file, results, [c for c in results if _SCORE_COLUMN.match(c)])
-    if tasks is not None:
-        tasks_file = os.path.join(path, results_io.TASKS_FILE)
-        absent = [c for c in TASK_COLUMNS if c not in tasks.columns]
-        if absent:
-            raise ReportError(f"{tasks_file}: not raygrid tasks (no {absent[0]} column)")
+    return metrics
+
+
+def _tasks_problem(tasks_file: str, tasks: pd.DataFrame, results: pd.DataFrame) -> str | None:
+    """Why ``tasks`` cannot be drawn next to ``results``, or None when they belong together."""
+    absent = [c for c in (*TASK_COLUMNS, "params") if c not in tasks.columns]
+    if absent:
+        return f"{tasks_file} holds no raygrid tasks (no {absent[0]} column)"
+    try:
         _check_numeric(tasks_file, tasks, ["candidate", "split", "pid"])
-        for column in ("start_time", "end_time"):
-            if not pd.api.types.is_datetime64_any_dtype(tasks[column]):
-                raise ReportError(
-                    f"{tasks_file}: column {column} holds {tasks[column].dtype}, not times"
-                )
-        if len(tasks) and not tasks["candidate"].between(0, len(results) - 1).all():
-            raise ReportError(f"{tasks_file}: candidate indices outside the results' rows")
-    params = parameter_columns(results)
-    return SearchResults(results.reset_index(drop=True), tasks, summary, params, metrics)
+    except ReportError as exc:
+        return str(exc)
+    for column in ("start_time", "end_time"):
+        if not pd.api.types.is_datetime64_any_dtype(tasks[column]):
+            return f"{tasks_file}: column {column} holds {tasks[column].dtype}, not times"
+    if len(tasks) and not tasks["candidate"].between(0, len(results) - 1).all():
+        return (
+            f"{tasks_file}: candidate indices outside the results' rows (another search's tasks)"
+        )
+    if "params" not in results:
+        return f"{tasks_file}: the results have no params column to check the tasks against"
+    expected = results["params"].astype(str).to_numpy()[tasks["candidate"].astype(int)]
+    wrong = np.flatnonzero(tasks["params"].astype(str).to_numpy() != expected)
+    if len(wrong):
+        row = tasks.iloc[wrong[0]]
+        return (
+            f"{tasks_file} belongs to another search: its candidate {int(row['candidate'])} "
+            f"has parameters {shorten(str(row['params']), 60)}, the results' "
+            f"{shorten(str(expected[wrong[0]]), 60)}"
+        )
+    return None
 
 
 # ------------------------------------------------------------------ parameter values

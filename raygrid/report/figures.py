@@ -332,11 +332,12 @@ def timeline_figure(tasks: pd.DataFrame, n_candidates: int) -> Figure:
     colors = cmap(norm(tasks["candidate"].to_numpy()))
     _task_bars(ax, rows, start, duration, colors, failed, retried)
 
-    _worker_rows(ax, workers, duration.groupby(rows).sum() * scale / wall)
+    busy = busy_seconds(tasks, rows)
+    _worker_rows(ax, workers, busy / wall)
     ax.set_xlim(0, wall / scale * 1.01)
     ax.set_xlabel(f"{unit} since the first task started")
     ax.grid(axis="x", alpha=0.3)
-    share = duration.sum() * scale / (wall * len(workers))
+    share = busy.sum() / (wall * len(workers))
     ax.set_title(
         f"Tasks per worker: {len(tasks)} tasks on {len(workers)} workers, "
         f"{workers['node'].nunique()} node(s); wall {wall / scale:.3g} {unit}, busy {share:.0%}",
@@ -347,6 +348,38 @@ def timeline_figure(tasks: pd.DataFrame, n_candidates: int) -> Figure:
     colorbar.locator = matplotlib.ticker.MaxNLocator(integer=True)
     colorbar.update_ticks()
     return figure
+
+
+def busy_seconds(tasks: pd.DataFrame, rows: pd.Series) -> pd.Series:
+    """Per row (worker), the seconds during which at least one of its tasks ran.
+
+    Tasks that overlap on one worker (the fits a shared training or a fused stack
+    reports, each with the training's start and end) count their time once.
+
+    Parameters
+    ----------
+    tasks : pandas.DataFrame
+        With ``start_time`` and ``end_time``.
+    rows : pandas.Series
+        Each task's worker row, on ``tasks``' index.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by row.
+    """
+    busy = {}
+    for row, group in tasks.groupby(rows):
+        total, reach = 0.0, None
+        for start, end in sorted(zip(group["start_time"], group["end_time"], strict=True)):
+            if reach is None or start > reach:
+                total += (end - start).total_seconds()
+                reach = end
+            elif end > reach:
+                total += (end - reach).total_seconds()
+                reach = end
+        busy[row] = total
+    return pd.Series(busy, dtype=float)
 
 
 def _failed_and_retried(tasks: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -444,15 +477,15 @@ def curves_figure(search: SearchResults, metric: str, top: int = 5) -> Figure:
     matplotlib.figure.Figure
     """
     ranks = search.results[f"rank_test_{metric}"].sort_values(kind="stable")
-    best = list(ranks.index[:top])
+    best = list(ranks.index[:top])  # candidate ids (the results' index), best first
     figure = _new_figure(8.0, 4.5)
     ax = figure.add_subplot()
     colors = load_matplotlib().colormaps["tab10"]
     for i, candidate in enumerate(best):
         rows = search.tasks[search.tasks["candidate"] == candidate].sort_values("split")
-        name = f"#{ranks[candidate]}: " + shorten(
-            ", ".join(f"{p}={value_label(search.results[p][candidate])}" for p in search.params),
-            60,
+        values = search.results.loc[candidate, search.params]
+        name = f"#{ranks.loc[candidate]}: " + shorten(
+            ", ".join(f"{p}={value_label(values[p])}" for p in search.params), 60
         )
         for column, style in zip(CURVE_COLUMNS, ("-", "--"), strict=True):
             cells = rows.get(column, [])
@@ -492,11 +525,11 @@ def render_figures(
         Keyed by ``"heatmap"``, ``"params"``, ``"curves"`` (when the tasks hold
         per-epoch losses), ``"timeline"`` (those drawn).
     notes : list of str
-        Why a figure was skipped.
+        Why a figure was left out (including ``search.notes``).
     """
     load_matplotlib()
     figures: dict[str, bytes] = {}
-    notes: list[str] = []
+    notes: list[str] = list(search.notes)
     if pair is None:
         varied = [p for p in search.params if search.results[p].map(value_label).nunique() > 1]
         notes.append(
@@ -511,6 +544,6 @@ def render_figures(
     tasks = timeline_tasks(search.tasks)
     if len(tasks):
         figures["timeline"] = figure_png(timeline_figure(tasks, len(search.results)))
-    else:
-        notes.append("timeline skipped: no tasks with start and end times in the results")
+    elif search.tasks is not None:
+        notes.append("timeline left out: no tasks with start and end times in the results")
     return figures, notes

@@ -7,18 +7,16 @@ under their own names next to scikit-learn's score and time columns.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from raygrid.store.results import SKLEARN_COLUMN
 from raygrid.text import shorten
 
 #: Columns of a results frame that are not parameters.
-NON_PARAMETER = re.compile(
-    r"^(params|(mean|std)_(fit|score)_time|(split\d+|mean|std|rank)_(test|train)_.+)$"
-)
+NON_PARAMETER = SKLEARN_COLUMN
 
 
 def parameter_columns(frame: pd.DataFrame) -> list[str]:
@@ -39,6 +37,34 @@ def parameter_columns(frame: pd.DataFrame) -> list[str]:
     ['alpha']
     """
     return [c for c in frame.columns if not NON_PARAMETER.match(c)]
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A results frame with its parameters under their bare names, for display.
+
+    ``param_C`` becomes ``C`` (unless the frame already has a column ``C``); frames
+    whose parameters already have bare names are returned as they are.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Saved results (scikit-learn's column names) or a results frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> list(display_frame(pd.DataFrame(columns=["param_C", "mean_test_score"])).columns)
+    ['C', 'mean_test_score']
+    """
+    names = {
+        c: c.removeprefix("param_")
+        for c in frame.columns
+        if c.startswith("param_") and c.removeprefix("param_") not in frame.columns
+    }
+    return frame.rename(columns=names) if names else frame
 
 
 def _is_missing(value: Any) -> bool:

@@ -21,12 +21,14 @@ import pickle
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import psutil
 import ray
+import sklearn
 from ray import cloudpickle as ray_pickle
 from sklearn.base import clone
 from sklearn.model_selection._validation import _fit_and_score, _score
@@ -81,6 +83,46 @@ class SearchData:
     # With X a lazy handle (raygrid.data), the search's token: workers read X and y
     # once per node (see raygrid.run.node_data).
     node_data: str | None = None
+    context: CallerContext | None = None
+
+
+@dataclass
+class CallerContext:
+    """The caller's context at ``fit``, applied around every fit as scikit-learn's
+    ``Parallel`` applies it in its workers: scikit-learn's configuration
+    (``sklearn.get_config()``) and the warning filters (``warnings.filters``)."""
+
+    config: dict[str, Any]
+    warning_filters: list[tuple]
+
+
+@contextlib.contextmanager
+def caller_context(data: SearchData) -> Iterator[list[warnings.WarningMessage]]:
+    """Run a fit in the caller's context; yield the warnings it raised, to ship back.
+
+    Filters whose action is ``"error"`` apply as the caller set them (the warning raises
+    inside the fit, which ``error_score`` then records as failed); every other warning
+    is recorded, whatever the caller's filter says, for the driver to re-issue, where the
+    caller's filters decide again whether and how it shows.
+    """
+    context = data.context
+    with (
+        sklearn.config_context(**context.config) if context else contextlib.nullcontext(),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.resetwarnings()
+        for action, message, category, module, lineno in (
+            context.warning_filters if context else []
+        ):
+            action = "error" if action == "error" else "always"
+            if message is None and module is None:
+                warnings.simplefilter(action, category, lineno, append=True)
+            else:
+                message = getattr(message, "pattern", message) or ""
+                module = getattr(module, "pattern", module) or ""
+                warnings.filterwarnings(action, message, category, module, lineno, append=True)
+        warnings.simplefilter("always", append=True)
+        yield caught
 
 
 @dataclass
@@ -120,8 +162,7 @@ def fit_and_score(
     scikit-learn would let through (``error_score='raise'``, a failing multimetric
     scorer) is caught and returned in ``raised`` for the driver to re-raise.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caller_context(data) as caught:
         start = time.time()
         try:
             out = _fit_and_score(
@@ -198,8 +239,7 @@ def fit_and_score_prefixes(
         "score_train": _check_method_params(data.X, params=data.score_params, indices=train),
         "score_test": _check_method_params(data.X, params=data.score_params, indices=test),
     }
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caller_context(data) as caught:
         records = _train_and_score(data, estimator, parts, members, shared, resume is not None)
     for record in records:
         record.trained_in = members[-1][0] if len(members) > 1 else None
@@ -250,8 +290,7 @@ def fit_and_score_fused(
     Each record's ``fit_time`` is the stack's training time shared out evenly.
     """
     jobs = [(params, splits[split][0]) for _, params, split in members]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caller_context(data) as caught:
         start = time.time()
         try:
             fitted = fusion.fit_fused(data.estimator, data.X, data.y, jobs, **data.fit_params)
@@ -385,8 +424,7 @@ def refit(data: SearchData, params: dict[str, Any], callback_args: dict[str, Any
     ctx, caller = callback_args.get("callback_ctx"), callback_args.get("caller")
     metadata = _callback_metadata(data.fit_params)
     estimator = clone(data.estimator).set_params(**clone(params, safe=False))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caller_context(data) as caught:
         start = time.time()
         try:
             with ctx.propagate_callback_context(estimator) if ctx else contextlib.nullcontext():

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import ray
+import sklearn
 from ray import cloudpickle as ray_pickle
 from sklearn.base import _fit_context, clone, is_classifier
 from sklearn.metrics._scorer import _MultimetricScorer
@@ -57,7 +58,7 @@ from raygrid.run import devices, execute, node_data, plan, prefix, progress
 from raygrid.run.callbacks import deliver, listener_handles, search_callbacks
 from raygrid.run.collect import Collector, raise_from_worker, show_warnings
 from raygrid.run.units import Task, WorkUnit
-from raygrid.run.worker import JournalTarget, SearchData, WaveData
+from raygrid.run.worker import CallerContext, JournalTarget, SearchData, WaveData
 from raygrid.search import lazy_data, validate
 from raygrid.store import journal as journal_lib
 from raygrid.store import live
@@ -281,6 +282,7 @@ class RaySearchMixin(BaseSearchCV):
             return_train_score=self.return_train_score,
             error_score=self.error_score,
             allow_logical_gpus=devices.allow_logical_gpus(),
+            context=_caller_context(),
         )
 
     def _choose_best_and_refit(self, run: _SearchRun, refit_metric: str, root_ctx) -> None:
@@ -349,6 +351,13 @@ _searches_in_fit: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 def _search_in_fit(token: str) -> Any:
     return _searches_in_fit[token]
+
+
+def _caller_context() -> CallerContext:
+    """scikit-learn's configuration and the warning filters in force where ``fit`` runs."""
+    get_filters = getattr(warnings, "_get_filters", None)  # context-aware warnings (3.14)
+    filters = get_filters() if get_filters is not None else warnings.filters
+    return CallerContext(config=sklearn.get_config(), warning_filters=list(filters))
 
 
 def _search_space(search: Any) -> Any:

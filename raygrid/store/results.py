@@ -1,10 +1,15 @@
 """A finished search's results as tables and files.
 
 * :func:`tasks_frame`: one row per (candidate, split) task, with where and when it ran;
-* :func:`results_frame`: ``cv_results_`` with one column per parameter, best first;
+* :func:`results_frame`: ``cv_results_`` with one column per parameter, best first (a
+  display: parameters under their bare names);
+* :func:`cv_results_table`: ``pd.DataFrame(cv_results_)``'s columns, one row per
+  candidate in candidate order, in types Parquet holds: what ``cv_results.parquet`` stores;
 * :func:`save_results` / :func:`load_results`: both tables as Parquet plus a small JSON
-  summary, the layout ``raygrid report`` reads;
-* :func:`write_output` / :func:`read_output`: the same layout at a path or a URI;
+  summary, the layout ``raygrid report`` reads (and the layout 0.1 wrote, with bare
+  parameter names and rows best first);
+* :func:`write_output` / :func:`read_output`: the same layout at a path or a URI (copied
+  through the URI's pyarrow filesystem);
 * :func:`read_table` / :func:`read_schema`: a spec's data file (Parquet, CSV, Arrow IPC),
   local or at a URI.
 
@@ -26,7 +31,12 @@ from raygrid.store.record import FitRecord
 RESULTS_FILE = "cv_results.parquet"
 TASKS_FILE = "tasks.parquet"
 SUMMARY_FILE = "search.json"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+
+#: Columns of ``cv_results_`` that scikit-learn names itself (not parameters).
+SKLEARN_COLUMN = re.compile(
+    r"^(params|(mean|std)_(fit|score)_time|(split\d+|mean|std|rank)_(test|train)_.+)$"
+)
 
 
 def tasks_frame(
@@ -123,15 +133,16 @@ def save_results(
     """Write ``cv_results`` and ``tasks`` as Parquet under ``path``.
 
     ``path`` is a directory (created if missing) or a URI pyarrow opens (see
-    :mod:`raygrid.store.location`). Each file is replaced whole. Parameter values that
-    are not plain numbers, strings or booleans (estimators, tuples, mixed types) are
-    stored as their ``repr``; ``params`` as JSON text; the tasks' per-epoch curves
-    (``loss_curve``, ``validation_loss_curve``) as lists of floats.
+    :mod:`raygrid.store.location`); each file is replaced whole. ``cv_results.parquet`` is
+    :func:`cv_results_table`: scikit-learn's column names, one row per candidate in
+    candidate order. Parameter values that are not plain numbers, strings or booleans
+    (estimators, tuples, mixed types) are stored as their ``repr``; ``params`` as JSON
+    text; the tasks' per-epoch curves (``loss_curve``, ``validation_loss_curve``) as lists
+    of floats.
     """
     where = Location(path, "path")
     where.make()
-    frame = results_frame(cv_results)
-    where.write(RESULTS_FILE, _parquet_bytes(_plain_columns(frame)))
+    where.write(RESULTS_FILE, _parquet_bytes(cv_results_table(cv_results)))
     if tasks is not None:
         where.write(TASKS_FILE, _parquet_bytes(_plain_columns(tasks)))
     summary = {"layout_version": LAYOUT_VERSION, **summary}
@@ -141,6 +152,13 @@ def save_results(
 def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
     """Read what :func:`save_results` wrote: (results, tasks or None, summary).
 
+    The results come back as :func:`cv_results_table` wrote them: scikit-learn's column
+    names, row ``i`` is candidate ``i``. Results written by raygrid 0.1 (parameters under
+    their bare names, rows best first) are read too: their parameter columns get the
+    ``param_`` prefix back (the names from the summary's grid), and their rows are put
+    back in candidate order when the tasks say which candidate has which parameters
+    (else they stay best first).
+
     Raises
     ------
     FileNotFoundError
@@ -148,29 +166,41 @@ def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | 
     ValueError
         If the files are not a raygrid results layout.
     """
+    results, summary = read_results(path)
+    tasks = read_tasks(path)
+    return sklearn_layout(results, tasks, summary), tasks, summary
+
+
+def _read_parquet(where: Location, name: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
+    try:
+        return pq.read_table(where.open_input(name)).to_pandas()
+    except Exception as exc:
+        raise ValueError(f"{where.describe(name)}: not a readable Parquet file ({exc})") from None
+
+
+def read_results(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """The results file and the summary under ``path``, as stored (see :func:`load_results`).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` (a directory or a URI) holds no results file.
+    ValueError
+        If the files are not a raygrid results layout.
+    """
     where = Location(path, "path")
     names = set(where.names())
-    results_file = where.describe(RESULTS_FILE)
     if RESULTS_FILE not in names:
         raise FileNotFoundError(
             f"{where.uri}: no {RESULTS_FILE} here; is it a raygrid results directory?"
         )
-    try:
-        results = pq.read_table(where.open_input(RESULTS_FILE)).to_pandas()
-    except Exception as exc:
-        raise ValueError(f"{results_file}: not a readable Parquet file ({exc})") from None
+    results = _read_parquet(where, RESULTS_FILE)
     if not any(c.startswith("rank_test_") for c in results.columns):
-        raise ValueError(f"{results_file}: not raygrid search results (no rank_test_* column)")
-    tasks = None
-    if TASKS_FILE in names:
-        try:
-            tasks = pq.read_table(where.open_input(TASKS_FILE)).to_pandas()
-        except Exception as exc:
-            raise ValueError(
-                f"{where.describe(TASKS_FILE)}: not a readable Parquet file ({exc})"
-            ) from None
+        raise ValueError(
+            f"{where.describe(RESULTS_FILE)}: not raygrid search results (no rank_test_* column)"
+        )
     summary = {}
     if SUMMARY_FILE in names:
         try:
@@ -179,7 +209,135 @@ def load_results(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame | 
             raise ValueError(
                 f"{where.describe(SUMMARY_FILE)}: not a raygrid search summary ({exc})"
             ) from None
-    return results, tasks, summary
+    return results, summary if isinstance(summary, dict) else {}
+
+
+def read_tasks(path: str | os.PathLike) -> pd.DataFrame | None:
+    """The tasks file under ``path``, or None when there is none.
+
+    Raises
+    ------
+    ValueError
+        If the file is not readable Parquet.
+    """
+    where = Location(path, "path")
+    return _read_parquet(where, TASKS_FILE) if where.exists(TASKS_FILE) else None
+
+
+def sklearn_layout(
+    results: pd.DataFrame, tasks: pd.DataFrame | None, summary: dict
+) -> pd.DataFrame:
+    """Stored results in :func:`cv_results_table`'s layout, whichever release wrote them.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        The results file as stored.
+    tasks : pandas.DataFrame or None
+        The tasks file, used to put 0.1's rows back in candidate order.
+    summary : dict
+        The summary, whose ``layout_version`` and grid say how the results were written.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    version = summary.get("layout_version")
+    if version == 1 or (version is None and not any(c.startswith("param_") for c in results)):
+        return _from_bare_names(results, tasks, summary)
+    return results
+
+
+def cv_results_table(cv_results: dict[str, Any]) -> pd.DataFrame:
+    """``pd.DataFrame(cv_results)``'s columns and rows, in types Parquet holds.
+
+    Masked parameter values (a parameter a sub-grid does not set) and None become nulls;
+    a parameter column of integers (and nulls) is nullable ``Int64``, of other numbers
+    ``float64``; strings and booleans stay; other values (tuples, estimators, mixed
+    types) become their ``repr``. ``params`` becomes JSON text.
+
+    Parameters
+    ----------
+    cv_results : dict
+        A search's ``cv_results_``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Row ``i`` is candidate ``i``.
+    """
+    columns: dict[str, Any] = {}
+    for key, values in cv_results.items():
+        if key.startswith("param_"):
+            mask = np.ma.getmaskarray(values)
+            data = np.ma.getdata(values)
+            columns[key] = pd.Series(
+                [
+                    None if masked else value.item() if isinstance(value, np.generic) else value
+                    for value, masked in zip(data, mask, strict=True)
+                ],
+                dtype=object,
+            )
+        else:
+            columns[key] = pd.Series(list(values) if key == "params" else values)
+    frame = pd.DataFrame(columns)
+    for key in frame.columns:
+        if key.startswith("param_") and _all_integers(frame[key]):
+            frame[key] = pd.array(frame[key].tolist(), dtype="Int64")
+    return _plain_columns(frame)
+
+
+def _all_integers(column: pd.Series) -> bool:
+    values = [v for v in column if v is not None]
+    return bool(values) and all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) for v in values
+    )
+
+
+def _from_bare_names(
+    results: pd.DataFrame, tasks: pd.DataFrame | None, summary: dict
+) -> pd.DataFrame:
+    """Results saved by raygrid 0.1 in :func:`cv_results_table`'s layout (see load_results)."""
+    grid = summary.get("param_grid")
+    names: set[str] = set()
+    for sub in grid if isinstance(grid, list) else [grid]:
+        if isinstance(sub, dict):
+            names |= set(sub)
+    columns = list(results.columns)
+    if not names:  # no summary: whatever is not one of scikit-learn's own columns
+        names = {c for c in columns if not SKLEARN_COLUMN.match(c)}
+    params = [c for c in columns if c in names]
+    renamed = results.rename(columns={c: f"param_{c}" for c in params})
+    ordered = [f"param_{c}" for c in sorted(params)]  # scikit-learn's order: sorted keys
+    rest = [c for c in renamed.columns if c not in ordered]
+    times = [c for c in rest if c.endswith("_time")]
+    others = [c for c in rest if c not in times]
+    renamed = renamed[times + ordered + others]
+    order = _candidate_order(renamed, tasks)
+    if order is not None:
+        renamed = renamed.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    return renamed
+
+
+def _candidate_order(results: pd.DataFrame, tasks: pd.DataFrame | None) -> list[int] | None:
+    """Each row's candidate id, from the tasks' (candidate, params); None if they do not say."""
+    if (
+        tasks is None
+        or not {"candidate", "params"} <= set(tasks.columns)
+        or "params" not in results
+    ):
+        return None
+    ids: dict[str, list[int]] = {}
+    for candidate, params in (
+        tasks[["candidate", "params"]].drop_duplicates().itertuples(index=False)
+    ):
+        ids.setdefault(params, []).append(int(candidate))
+    order = []
+    for params in results["params"]:
+        if not ids.get(params):
+            return None
+        order.append(ids[params].pop(0))
+    return order if sorted(order) == list(range(len(results))) else None
 
 
 def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:

@@ -119,7 +119,7 @@ def fake_ray_handler(monkeypatch):
     return dispatcher, forwarded
 
 
-def test_install_wraps_rays_handler_once(fake_ray_handler, monkeypatch):
+def test_install_wraps_rays_handler_once(fake_ray_handler, monkeypatch, capsys):
     dispatcher, forwarded = fake_ray_handler
     monkeypatch.delenv(quiet.SHOW_ENV, raising=False)
     quiet.install()
@@ -127,12 +127,25 @@ def test_install_wraps_rays_handler_once(fake_ray_handler, monkeypatch):
     wrapped = [h for n, h in dispatcher.handlers if n == quiet._RAY_HANDLER]
     assert len(wrapped) == 1 and isinstance(wrapped[0], quiet._WorkerLogFilter)
     dispatcher.emit(batch([CHATTER[0], "mine"]))
-    assert forwarded[-1]["lines"] == ["mine"]
+    assert capsys.readouterr().err == "mine\n"  # a fit's line, printed as the fit wrote it
+    dispatcher.emit(batch(["theirs"], actor_name="UsersOwnActor"))
+    assert forwarded[-1]["lines"] == ["theirs"]  # other lines: Ray's own printing
 
     monkeypatch.setenv(quiet.SHOW_ENV, "1")
     quiet.install()
     dispatcher.emit(batch([CHATTER[0], "mine"]))
-    assert forwarded[-1]["lines"] == [CHATTER[0], "mine"]
+    assert capsys.readouterr().err == f"{CHATTER[0]}\nmine\n"
+
+
+def test_fit_lines_carry_a_prefix_only_from_other_nodes(capsys):
+    local = {**batch(["fitting", "done"], is_err=False), "ip": "10.0.0.1", "localhost": "10.0.0.1"}
+    quiet.print_fit_lines(local)
+    assert capsys.readouterr().out == "fitting\ndone\n"
+    quiet.print_fit_lines({**local, "ip": "10.0.0.2"})
+    out = capsys.readouterr().out  # not a terminal: no colour codes
+    assert (
+        out == "(FitWorker pid=123, ip=10.0.0.2) fitting\n(FitWorker pid=123, ip=10.0.0.2) done\n"
+    )
 
 
 def test_drain_without_forwarding_returns_at_once():
@@ -243,3 +256,13 @@ def test_framework_logs_come_back_on_request(tmp_path):
     assert "absl::InitializeLog" in out and "oneDNN custom operations" in out, out
     assert "chatty wrapper: fitting units=" in out
     assert alive_at_exit == []
+
+
+def test_other_lines_lose_rays_colour_codes_when_not_a_terminal(capsys, monkeypatch):
+    from ray._private.worker import print_to_stdstream
+
+    monkeypatch.delenv(quiet._COLOR_ENV, raising=False)
+    log_filter = quiet._WorkerLogFilter(lambda data: print_to_stdstream(data, False))
+    log_filter({**batch(["crashed"], actor_name="", pid="9"), "ip": "a", "localhost": "a"})
+    assert capsys.readouterr().err == "(pid=9) crashed\n"
+    assert quiet._COLOR_ENV not in os.environ

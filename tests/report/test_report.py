@@ -233,7 +233,7 @@ def test_results_without_tasks_skip_the_timeline(copy_of, capsys):
     (copy_of / TASKS_FILE).unlink()
     code, out, err = run(capsys, copy_of)
     assert code == 0, err
-    assert "note: timeline skipped" in out
+    assert f"note: timeline and learning curves left out: no {TASKS_FILE} in {copy_of}" in out
     # The earlier report's timeline would not match these results: removed.
     assert f"removed {copy_of / 'figures' / 'timeline.png'}" in out
     assert not (copy_of / "figures" / "timeline.png").exists()
@@ -306,6 +306,46 @@ def break_tasks_file(path):
     return path, []
 
 
+def break_foreign_tasks(path):
+    """The tasks of another search (4 candidates, other parameters) next to these results."""
+    other = path.parent / "other"
+    search = RayGridSearchCV(DecisionTreeClassifier(random_state=0), {"max_depth": [1, 2]}, cv=3)
+    search.fit(X, y).save_results(other)
+    shutil.copy(other / TASKS_FILE, path / TASKS_FILE)
+    return path, []
+
+
+def break_task_columns(path):
+    pd.DataFrame({"a": [1, 2]}).to_parquet(path / TASKS_FILE)
+    return path, []
+
+
+@pytest.mark.parametrize(
+    ("breaker", "reason"),
+    [
+        (break_task_times, f"{TASKS_FILE}: column start_time holds"),
+        (break_task_candidates, f"{TASKS_FILE}: candidate indices outside"),
+        (break_tasks_file, f"{TASKS_FILE}: not a readable Parquet file"),
+        (break_task_columns, "holds no raygrid tasks (no candidate column)"),
+        (break_foreign_tasks, f"{TASKS_FILE} belongs to another search: its candidate 0 has"),
+    ],
+)
+def test_bad_tasks_leave_out_their_figures_and_say_why(copy_of, capsys, breaker, reason):
+    assert run(capsys, copy_of)[0] == 0
+    path, options = breaker(copy_of)
+    code, out, err = run(capsys, path, *options)
+    assert code == 0, err
+    header, rows = table_rows(out)
+    assert header[0] == "rank" and len(rows) == 10  # the table, as without tasks
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert [n for n in notes if "left out" in n] == [
+        next(n for n in notes if n.startswith("note: timeline and learning curves left out: "))
+    ]
+    assert reason in out
+    assert not (copy_of / "figures" / "timeline.png").exists()  # never mismatched data
+    assert_png(copy_of / "figures" / "heatmap.png")
+
+
 def break_summary(path):
     (path / SUMMARY_FILE).write_text("{'estimator': 1}")
     return path, []
@@ -316,9 +356,6 @@ def break_summary(path):
     [
         (break_score_type, f"{RESULTS_FILE}: column mean_test_score holds"),
         (break_rank_type, f"{RESULTS_FILE}: column rank_test_score holds"),
-        (break_task_times, f"{TASKS_FILE}: column start_time holds"),
-        (break_task_candidates, f"{TASKS_FILE}: candidate indices outside"),
-        (break_tasks_file, f"{TASKS_FILE}: not a readable Parquet file"),
         (break_summary, f"{SUMMARY_FILE}: not a raygrid search summary"),
         (break_missing_path, "no such directory"),
         (break_missing_file, f"no {RESULTS_FILE} here"),
@@ -468,3 +505,74 @@ def test_no_learning_curves_without_per_epoch_losses(saved, capsys):
     code, out, err = run(capsys, saved)
     assert code == 0, err
     assert not (saved / "figures" / "curves.png").exists()
+
+
+@pytest.fixture(scope="module")
+def keras_search(tmp_path_factory):
+    """The seed spec's shape, small: raygrid.keras, epochs shared as prefixes, saved."""
+    from raygrid.keras import KerasClassifier
+
+    Xk, yk = make_classification(
+        n_samples=90, n_features=6, n_informative=4, n_classes=3, random_state=0
+    )
+    grid = {"units": [4, 8], "learning_rate": [0.001, 0.05], "epochs": [2, 4]}
+    search = RayGridSearchCV(KerasClassifier(random_state=0), grid, cv=2, progress=False)
+    search.fit(Xk.astype(np.float32), yk)
+    assert (search.tasks_["trained_with"] != search.tasks_["candidate"]).any()  # shared
+    path = tmp_path_factory.mktemp("report") / "keras"
+    search.save_results(path)
+    return search, path
+
+
+def test_learning_curve_k_is_the_candidate_ranked_k(keras_search):
+    search, path = keras_search
+    saved = analysis.read_search(path)
+    ax = figures.curves_figure(saved, "score", top=5).axes[0]
+    best = np.argsort(search.cv_results_["rank_test_score"], kind="stable")[:5]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(legend) == 5
+    palette = figures.load_matplotlib().colormaps["tab10"]
+    for k, candidate in enumerate(best):
+        params = search.cv_results_["params"][candidate]
+        rank = search.cv_results_["rank_test_score"][candidate]
+        assert legend[k] == f"#{rank}: " + ", ".join(f"{p}={params[p]}" for p in sorted(params))
+        drawn = [
+            line.get_ydata()
+            for line in ax.lines
+            if line.get_linestyle() == "-" and np.allclose(line.get_color(), palette(k))
+        ]
+        tasks = search.tasks_[search.tasks_["candidate"] == candidate].sort_values("split")
+        assert len(drawn) == len(tasks) == 2
+        for curve, expected in zip(drawn, tasks["loss_curve"], strict=True):
+            assert len(curve) == params["epochs"]
+            np.testing.assert_allclose(curve, expected)
+
+
+def union_seconds(intervals):
+    """The length of the union of (start, end) timestamp pairs, by a sweep over events."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    covered, depth, since = 0.0, 0, None
+    for time, step in events:
+        if depth == 0 and step == 1:
+            since = time
+        depth += step
+        if depth == 0:
+            covered += (time - since).total_seconds()
+    return covered
+
+
+def test_timeline_counts_each_workers_wall_time_once(keras_search):
+    search, path = keras_search
+    saved = analysis.read_search(path)
+    tasks = analysis.timeline_tasks(saved.tasks)
+    ax = figures.timeline_figure(tasks, len(saved.results)).axes[0]
+    wall = (tasks["end_time"].max() - tasks["start_time"].min()).total_seconds()
+    labels = {t.get_text().split("pid ")[1].split()[0]: t.get_text() for t in ax.get_yticklabels()}
+    busy_total = 0.0
+    for pid, rows in tasks.groupby("pid"):
+        busy = union_seconds(list(zip(rows["start_time"], rows["end_time"], strict=True)))
+        busy_total += busy
+        share = int(labels[str(pid)].rsplit("(", 1)[1].rstrip("%)"))
+        assert share == round(100 * busy / wall) and share <= 100
+    overall = re.search(r"busy (\d+)%", ax.get_title()).group(1)
+    assert int(overall) == round(100 * busy_total / (wall * len(labels))) <= 100

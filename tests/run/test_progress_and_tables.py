@@ -77,7 +77,10 @@ def test_save_results_round_trip(search, tmp_path):
     results, tasks, summary = load_results(tmp_path)
     assert len(results) == 6 and len(tasks) == 24
     assert summary["best_params"] == search.best_params_
-    assert results.iloc[0]["rank_test_score"] == 1
+    assert list(results.columns) == list(search.cv_results_)  # scikit-learn's, in its order
+    np.testing.assert_array_equal(
+        results["rank_test_score"], search.cv_results_["rank_test_score"]
+    )
     assert isinstance(tasks["start_time"].iloc[0], pd.Timestamp)
 
 
