@@ -18,7 +18,7 @@ from code_graph import PACKAGE, import_graph, modules
 # a package holding it.
 LAYERS = [
     ["raygrid.text", "raygrid.version"],  # plain helpers
-    ["raygrid.store"],  # the fit record, the journal, saved results
+    ["raygrid.store", "raygrid.data"],  # the fit record, the journal, saved results, lazy data
     ["raygrid.local"],  # the driver's machine: kept-alive cluster, teardown, quiet logs
     ["raygrid.run"],  # units of work, scheduling, workers
     ["raygrid.report"],  # reports built from saved results
