@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from raygrid.keras import capacity, training
+from raygrid.keras import capacity, compiled_loop, training
 from raygrid.keras.network import hidden_sizes
 from raygrid.keras.wrappers import (
     KerasClassifier,
@@ -493,7 +493,7 @@ def _epoch_orders(seeds: Any, n: Any, n_max: Any, epoch: Any, shuffle: Any) -> A
 
     def order_of(args, epoch):
         seed, count = args
-        order = training.epoch_order(count, seed, epoch, shuffle)
+        order = compiled_loop.epoch_order(count, seed, epoch, shuffle)
         return tf.pad(order, [[0, n_max - count]])
 
     return tf.map_fn(lambda a, e=epoch: order_of(a, e), (seeds, n), fn_output_signature=tf.int32)

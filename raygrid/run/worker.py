@@ -1,9 +1,10 @@
 """What runs inside a Ray worker: process set-up, fit, score, timing.
 
-Nothing here imports from the driver side. A :class:`FitWorker` lives in one Ray worker
-process for many fits (so TensorFlow and friends are imported once per process); the
-driver hands it the search's shared data once and each wave's splits once (as object
-references), then batches of plain task tuples. Each fit is scikit-learn's own
+Nothing here imports from the driver side but the plain messages it is handed
+(:mod:`raygrid.run.messages`). A :class:`FitWorker` lives in one Ray worker process for
+many fits (so TensorFlow and friends are imported once per process); the driver hands it
+the search's shared data once and each wave's splits once (as object references), then
+batches of units' payloads. Each fit is scikit-learn's own
 ``_fit_and_score``, so slicing, fit params, scoring, ``error_score`` and callbacks behave
 exactly as in ``GridSearchCV``. User errors never escape as exceptions: they come back
 inside the task's :class:`~raygrid.store.record.FitRecord`, and the driver decides what
@@ -21,7 +22,6 @@ import pickle
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from sklearn.utils.validation import _check_method_params, _num_samples
 from raygrid.local import quiet
 from raygrid.run import fusion, gpu_memory, prefix
 from raygrid.run.callbacks import Relay
+from raygrid.run.messages import JournalTarget, RefitResult, SearchData, WaveData
 from raygrid.store.journal import write_rows
 from raygrid.store.record import FitRecord, fit_info
 
@@ -63,43 +64,6 @@ def prepare_process(num_cpus: float, num_gpus: float) -> None:
     os.environ["TF_NUM_INTEROP_THREADS"] = threads
     # 3 also hides the "failed call to cuInit" error every CPU-only worker would print.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-@dataclass
-class SearchData:
-    """Everything a search's fits share; placed in Ray's object store once per search."""
-
-    estimator: Any
-    X: Any
-    y: Any
-    scorer: Any
-    fit_params: dict[str, Any]
-    score_params: dict[str, Any]
-    return_train_score: bool
-    error_score: Any
-
-
-@dataclass
-class WaveData:
-    """What one wave of candidates adds: its CV splits (row indices into X, so a
-    subsampled halving iteration ships indices, never rows), and, when scikit-learn
-    callbacks are set, the pickled ``(search, contexts)`` they run with.
-    """
-
-    splits: list[tuple[np.ndarray, np.ndarray]]
-    callbacks: bytes | None = None
-    listeners: list = field(default_factory=list)
-    journal: JournalTarget | None = None
-
-
-@dataclass
-class JournalTarget:
-    """Where a worker journals the fits it finishes: ``results_dir`` and, by task index,
-    each task's journal key and candidate index."""
-
-    directory: str
-    keys: list[str]
-    candidates: list[int]
 
 
 def fit_and_score(
@@ -250,7 +214,7 @@ def fit_and_score_fused(
         warnings.simplefilter("always")
         start = time.time()
         try:
-            fitted = fusion.fit_fused(data.estimator, data.X, data.y, jobs, **data.fit_params)
+            fitted = fusion.fit_fused(data, jobs)
         except Exception as exc:
             fit_time = (time.time() - start) / len(members)
             records = [_failed(data, index, fit_time, exc) for index, _, _ in members]
@@ -356,18 +320,6 @@ def _portable(exc: BaseException) -> BaseException | None:
     except Exception:
         return None
     return exc
-
-
-@dataclass
-class RefitResult:
-    """The refit of the best candidate on all the data, as the worker reports it."""
-
-    estimator: bytes | None
-    refit_time: float
-    raised: BaseException | None = None
-    raised_text: str | None = None
-    warnings: list[tuple] = field(default_factory=list)
-    callback_messages: list[tuple] = field(default_factory=list)
 
 
 def refit(data: SearchData, params: dict[str, Any], callback_args: dict[str, Any]) -> RefitResult:
