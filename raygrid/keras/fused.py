@@ -106,24 +106,11 @@ def fit_fused(
     jobs: Sequence[tuple[dict[str, Any], np.ndarray]],
     **fit_params: Any,
 ) -> list[Any]:
-    """Fit ``clone(estimator).set_params(**params)`` on ``X[train]`` for every job, fused.
+    """``estimator.fit_fused(X, y, jobs=jobs, **fit_params)``: every job's fit, fused.
 
-    Parameters
-    ----------
-    estimator : KerasClassifier or KerasRegressor
-    X : array-like of shape (n_samples, n_features)
-    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-    jobs : sequence of (dict, array of int)
-        Parameters and training rows of each fit; every configuration must have the
-        same :func:`fusion_key`.
-    **fit_params
-        ``sample_weight`` (for all of ``X``) and ``class_weight``.
-
-    Returns
-    -------
-    list
-        One fitted estimator per job, in order, usable like any fitted one
-        (``fit_path_`` is ``"fused"``).
+    ``estimator`` is a :class:`~raygrid.keras.KerasClassifier` or
+    :class:`~raygrid.keras.KerasRegressor`; see their ``fit_fused`` for the parameters.
+    Returns one fitted estimator per job, in order, usable like any fitted one.
     """
     X, y = np.asarray(X), np.asarray(y)
     sample_weight = fit_params.pop("sample_weight", None)
