@@ -262,16 +262,27 @@ def _train_stack(
     initial: list[np.ndarray],
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """One stack's training: its models' kept states ``(stops, models, ...)`` by
-    variable, and their per-epoch losses ``(epochs, models)``."""
-    first = stacked[0]
+    variable, and their per-epoch losses ``(epochs, models)``.
+
+    A stack of one model trains with a twin beside it, whose results are dropped:
+    TensorFlow multiplies a batch of one matrix with another kernel than a batch of
+    several, which rounds differently, so a model alone would not be bit for bit the
+    model it is in a larger stack.
+    """
+    first, models = stacked[0], len(stacked)
+    data = _stacked_data(stacked, encoded)
     per_lane = (
         np.array([p.seed for p in stacked], np.int64),
         np.asarray(epochs, np.int32),
         np.array([p.recipe.learning_rate for p in stacked], np.float32),
         np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in stacked], np.float32),
     )
+    if models == 1:
+        data, per_lane, initial = (
+            [np.repeat(values, 2, axis=0) for values in part] for part in (data, per_lane, initial)
+        )
     args = (
-        *_stacked_data(stacked, encoded),
+        *data,
         *per_lane,
         np.int32(first.options.batch_size),
         np.bool_(first.options.shuffle),
@@ -280,7 +291,7 @@ def _train_stack(
     )
     loop = _fused_loop(first, len(initial), bool(per_lane[3].any()), args)
     snapshots, losses = loop(*args)
-    return [s.numpy() for s in snapshots], losses.numpy()
+    return [s.numpy()[:, :models] for s in snapshots], losses.numpy()[:, :models]
 
 
 _loops: dict[str, Any] = {}
