@@ -111,7 +111,7 @@ def test_same_seed_same_bits_in_a_fresh_process():
         print(json.dumps({{n: t.digest(KerasClassifier(**c).fit(t.X, t.y))
                           for n, c in t.CONFIGS.items()}}))
         """
-    ).format(tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ).format(tests=os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
