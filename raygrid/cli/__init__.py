@@ -1,5 +1,7 @@
 """The ``raygrid`` command: ``run``, ``submit``, ``report``, ``up``, ``down``.
 
-- :mod:`~raygrid.cli.main`: the commands (``python -m raygrid.cli`` or ``raygrid``).
+- :mod:`~raygrid.cli.main`: the commands (``python -m raygrid.cli`` or ``raygrid``);
+  :mod:`~raygrid.cli.submit`: ``submit``, a spec run as a Ray job;
+  :mod:`~raygrid.cli.common`: what the commands share (reading a spec, the ranked table).
 - :mod:`~raygrid.cli.keeper`: the process ``raygrid up`` leaves running.
 """

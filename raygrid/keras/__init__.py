@@ -5,18 +5,22 @@ width, depth, activation, dropout, optimizer and learning rate are searchable; a
 ``model`` callable builds any other network, its arguments searchable as
 ``model__<name>``.
 
-- :mod:`~raygrid.keras.wrappers`: :class:`KerasClassifier` and :class:`KerasRegressor`,
-  their parameters, fit, predict and score.
-- :mod:`~raygrid.keras.network`: the default network, built from searchable parameters.
-- :mod:`~raygrid.keras.training`: the compiled training loop (cached per process),
-  ``model.fit`` for the rest, and inference.
-- :mod:`~raygrid.keras.fused`: fused training, many small networks as one stack;
-  :mod:`~raygrid.keras.capacity`: how many models one stack may hold.
-- :mod:`~raygrid.keras.runtime`: TensorFlow process hygiene for long-lived workers.
+A plugin: raygrid's core reaches it only through hooks on the estimator (``prefix_fit``,
+see :mod:`raygrid.run.prefix`; ``fit_fused``, see :mod:`raygrid.run.fusion`).
+
+- :mod:`~raygrid.keras.wrappers`: the two estimators; :mod:`~raygrid.keras.network`:
+  the default network and its seeded initial values; :mod:`~raygrid.keras.runtime`:
+  TensorFlow's threads, GPUs and seeding.
+- :mod:`~raygrid.keras.training`: training and inference sessions (the compiled loop or
+  ``model.fit``); :mod:`~raygrid.keras.compiled_loop`: the loop traced once per
+  architecture; :mod:`~raygrid.keras.trace_cache`: the per-process cache of compiled
+  models.
+- :mod:`~raygrid.keras.fused`: many networks of one architecture trained as one stack;
+  :mod:`~raygrid.keras.capacity`: how many fit in the memory a worker can spare.
 """
 
 from raygrid.keras.runtime import configure_tensorflow
-from raygrid.keras.training import clear_tensorflow_state
+from raygrid.keras.trace_cache import clear_tensorflow_state
 from raygrid.keras.wrappers import KerasClassifier, KerasRegressor
 
 __all__ = [

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from raygrid.keras import capacity, training
+from raygrid.keras import capacity, compiled_loop, training
 from raygrid.keras.network import hidden_sizes
 from raygrid.keras.wrappers import (
     KerasClassifier,
@@ -106,24 +106,11 @@ def fit_fused(
     jobs: Sequence[tuple[dict[str, Any], np.ndarray]],
     **fit_params: Any,
 ) -> list[Any]:
-    """Fit ``clone(estimator).set_params(**params)`` on ``X[train]`` for every job, fused.
+    """``estimator.fit_fused(X, y, jobs=jobs, **fit_params)``: every job's fit, fused.
 
-    Parameters
-    ----------
-    estimator : KerasClassifier or KerasRegressor
-    X : array-like of shape (n_samples, n_features)
-    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-    jobs : sequence of (dict, array of int)
-        Parameters and training rows of each fit; every configuration must have the
-        same :func:`fusion_key`.
-    **fit_params
-        ``sample_weight`` (for all of ``X``) and ``class_weight``.
-
-    Returns
-    -------
-    list
-        One fitted estimator per job, in order, usable like any fitted one
-        (``fit_path_`` is ``"fused"``).
+    ``estimator`` is a :class:`~raygrid.keras.KerasClassifier` or
+    :class:`~raygrid.keras.KerasRegressor`; see their ``fit_fused`` for the parameters.
+    Returns one fitted estimator per job, in order, usable like any fitted one.
     """
     X, y = np.asarray(X), np.asarray(y)
     sample_weight = fit_params.pop("sample_weight", None)
@@ -275,16 +262,27 @@ def _train_stack(
     initial: list[np.ndarray],
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """One stack's training: its models' kept states ``(stops, models, ...)`` by
-    variable, and their per-epoch losses ``(epochs, models)``."""
-    first = stacked[0]
+    variable, and their per-epoch losses ``(epochs, models)``.
+
+    A stack of one model trains with a twin beside it, whose results are dropped:
+    TensorFlow multiplies a batch of one matrix with another kernel than a batch of
+    several, which rounds differently, so a model alone would not be bit for bit the
+    model it is in a larger stack.
+    """
+    first, models = stacked[0], len(stacked)
+    data = _stacked_data(stacked, encoded)
     per_lane = (
         np.array([p.seed for p in stacked], np.int64),
         np.asarray(epochs, np.int32),
         np.array([p.recipe.learning_rate for p in stacked], np.float32),
         np.array([p.recipe.build_kwargs.get("dropout_rate", 0.0) for p in stacked], np.float32),
     )
+    if models == 1:
+        data, per_lane, initial = (
+            [np.repeat(values, 2, axis=0) for values in part] for part in (data, per_lane, initial)
+        )
     args = (
-        *_stacked_data(stacked, encoded),
+        *data,
         *per_lane,
         np.int32(first.options.batch_size),
         np.bool_(first.options.shuffle),
@@ -293,7 +291,7 @@ def _train_stack(
     )
     loop = _fused_loop(first, len(initial), bool(per_lane[3].any()), args)
     snapshots, losses = loop(*args)
-    return [s.numpy() for s in snapshots], losses.numpy()
+    return [s.numpy()[:, :models] for s in snapshots], losses.numpy()[:, :models]
 
 
 _loops: dict[str, Any] = {}
@@ -493,7 +491,7 @@ def _epoch_orders(seeds: Any, n: Any, n_max: Any, epoch: Any, shuffle: Any) -> A
 
     def order_of(args, epoch):
         seed, count = args
-        order = training.epoch_order(count, seed, epoch, shuffle)
+        order = compiled_loop.epoch_order(count, seed, epoch, shuffle)
         return tf.pad(order, [[0, n_max - count]])
 
     return tf.map_fn(lambda a, e=epoch: order_of(a, e), (seeds, n), fn_output_signature=tf.int32)

@@ -39,6 +39,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from raygrid.constructors import extended_init, shared_docs
 from raygrid.keras import training
 from raygrid.keras.network import (
     NETWORK_PARAMS,
@@ -150,8 +151,8 @@ class _BaseKerasEstimator(BaseEstimator):
 
     scikit-learn reads an estimator's parameters from its class's ``__init__`` signature:
     :class:`KerasRegressor` inherits this constructor as it is, and
-    :class:`KerasClassifier` spells the same list out again with its one extra
-    parameter, ``class_weight``. Routed parameters (``model__<name>``, ``fit__<name>``,
+    :class:`KerasClassifier` extends it with its one extra parameter, ``class_weight``
+    (:func:`raygrid.constructors.extended_init`). Routed parameters (``model__<name>``, ``fit__<name>``,
     ``optimizer__<name>``) are the only keywords ``**kwargs`` takes; as scikit-learn
     asks, ``__init__`` and ``set_params`` only store them, and ``fit`` reports any other
     keyword.
@@ -778,7 +779,9 @@ class _BaseKerasEstimator(BaseEstimator):
     ) -> list[Any]:
         """Fit ``clone(self).set_params(**params)`` on ``X[train]`` for every job, fused.
 
-        See :func:`raygrid.keras.fused.fit_fused`.
+        The fusion hook raygrid's searches use with ``fuse=True`` (see
+        :mod:`raygrid.run.fusion`): the fits train together as one stack of networks
+        (:mod:`raygrid.keras.fused`).
 
         Parameters
         ----------
@@ -860,17 +863,11 @@ def record_fused_fit(
     estimator._record_fit(plan, result)
 
 
-# The docstrings of KerasClassifier and KerasRegressor repeat each other's parameters on
-# purpose: each class's reference page lists its whole constructor, as scikit-learn's do.
-class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
-    """A scikit-learn classifier that trains a Keras network (TensorFlow backend).
-
-    Labels may be any values scikit-learn accepts (strings, non-contiguous integers,
-    binary or multiclass); ``predict`` returns them, ``predict_proba`` has one column per
-    class in ``classes_`` order and ``score`` is accuracy.
-
-    Parameters
-    ----------
+# What the two wrappers' docstrings share, written once: the decorator puts it in place of
+# the markers, so each class's reference page lists its whole constructor, as
+# scikit-learn's do.
+_SHARED_DOCS = {
+    "    {network parameters}": """\
     model : callable, optional
         Returns a Keras model (compiled or not; an uncompiled one is compiled with
         ``optimizer``, ``learning_rate`` and ``loss``, a compiled one keeps its own).
@@ -897,8 +894,8 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         its other arguments (``optimizer__momentum=0.9``).
     learning_rate : float, default=0.001
         The optimizer's learning rate; None keeps the optimizer's own.
-    loss : str or keras loss, optional
-        Used when the wrapper compiles the model; None picks sparse categorical cross-entropy (binary cross-entropy for a one-unit output).
+    loss : str or keras loss, optional""",
+    "    {training parameters}": """\
     epochs : int or None, default=None
         None (the default) trains like scikit-learn's MLP: up to ``max_iter`` epochs,
         stopping once the training loss has not improved by more than ``tol`` for
@@ -933,9 +930,8 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
     callbacks : list of keras callbacks, optional
         Copied for every fit. Any callback trains with ``model.fit`` (the compiled loop
         cannot call Python between epochs), so Keras' ``EarlyStopping`` or
-        ``ReduceLROnPlateau`` work as in Keras, at ``model.fit``'s speed.
-    class_weight : dict, "balanced" or None, default=None
-        Weights per class label, multiplied into the sample weights.
+        ``ReduceLROnPlateau`` work as in Keras, at ``model.fit``'s speed.""",
+    "    {run parameters}": """\
     random_state : int or None, default=None
         Seeds weights, dropout and shuffling: the same seed gives the same predictions
         in any process (with the same TensorFlow thread count). None gives ordinary
@@ -949,10 +945,8 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
     verbose : int, default=0
         ``model.fit`` verbosity; non-zero uses ``model.fit``.
     **kwargs
-        Routed parameters: ``model__<name>``, ``fit__<name>``, ``optimizer__<name>``.
-
-    Attributes
-    ----------
+        Routed parameters: ``model__<name>``, ``fit__<name>``, ``optimizer__<name>``.""",
+    "    {fitted attributes}": """\
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of str
@@ -973,7 +967,30 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
     fit_path_ : str
         ``"fast"`` or ``"keras"``: the training loop used.
     model_ : keras.Model
-        The fitted network (built on first access; not pickled, rebuilt on demand).
+        The fitted network (built on first access; not pickled, rebuilt on demand).""",
+}
+
+
+@shared_docs(_SHARED_DOCS)
+class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
+    """A scikit-learn classifier that trains a Keras network (TensorFlow backend).
+
+    Labels may be any values scikit-learn accepts (strings, non-contiguous integers,
+    binary or multiclass); ``predict`` returns them, ``predict_proba`` has one column per
+    class in ``classes_`` order and ``score`` is accuracy.
+
+    Parameters
+    ----------
+    {network parameters}
+        Used when the wrapper compiles the model; None picks sparse categorical cross-entropy (binary cross-entropy for a one-unit output).
+    {training parameters}
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class label, multiplied into the sample weights.
+    {run parameters}
+
+    Attributes
+    ----------
+    {fitted attributes}
     classes_ : ndarray of shape (n_classes,)
         The class labels seen during ``fit``.
     n_classes_ : int
@@ -1000,60 +1017,11 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
 
-    # scikit-learn reads the parameters from this signature: the base class's list
-    # again, plus class_weight.
-    def __init__(
-        self,
-        model: Any = None,
-        *,
-        units: int = 32,
-        n_layers: int = 1,
-        hidden_layer_sizes: tuple[int, ...] | None = None,
-        activation: Any = "relu",
-        dropout_rate: float = 0.0,
-        optimizer: Any = "adam",
-        learning_rate: float | None = 0.001,
-        loss: Any = None,
-        epochs: int | None = None,
-        max_iter: int = 200,
-        tol: float = 1e-4,
-        n_iter_no_change: int = 10,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        batch_size: int = 32,
-        validation_split: float = 0.0,
-        callbacks: list | None = None,
-        class_weight: dict | str | None = None,
-        random_state: int | None = None,
-        fast_path: bool = True,
-        verbose: int = 0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            model,
-            units=units,
-            n_layers=n_layers,
-            hidden_layer_sizes=hidden_layer_sizes,
-            activation=activation,
-            dropout_rate=dropout_rate,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            loss=loss,
-            epochs=epochs,
-            max_iter=max_iter,
-            tol=tol,
-            n_iter_no_change=n_iter_no_change,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            batch_size=batch_size,
-            validation_split=validation_split,
-            callbacks=callbacks,
-            random_state=random_state,
-            fast_path=fast_path,
-            verbose=verbose,
-            **kwargs,
-        )
-        self.class_weight = class_weight
+    # scikit-learn reads the parameters from the signature: the base class's, plus
+    # class_weight.
+    __init__ = extended_init(
+        _BaseKerasEstimator.__init__, {"class_weight": None}, after="callbacks"
+    )
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -1203,6 +1171,7 @@ class KerasClassifier(ClassifierMixin, _BaseKerasEstimator):
         return self.classes_[np.argmax(proba, axis=1)]
 
 
+@shared_docs(_SHARED_DOCS)
 class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
     """A scikit-learn regressor that trains a Keras network (TensorFlow backend).
 
@@ -1211,107 +1180,14 @@ class KerasRegressor(RegressorMixin, _BaseKerasEstimator):
 
     Parameters
     ----------
-    model : callable, optional
-        Returns a Keras model (compiled or not; an uncompiled one is compiled with
-        ``optimizer``, ``learning_rate`` and ``loss``, a compiled one keeps its own).
-        Its arguments are filled from ``model__<name>`` parameters, fit-time facts
-        (``n_features_in_``, ``input_shape``, ``n_outputs_`` -- the width the output
-        layer needs: the number of classes for a classifier, of target columns for a
-        regressor --, ``n_classes_``, ``classes_``, ``target_type_``, ``meta``: a dict
-        of these) and same-named wrapper parameters (``units``, ``dropout_rate``, ...). None builds the
-        default network: ``n_layers`` hidden ``Dense(units, activation)`` layers (or
-        ``hidden_layer_sizes``), each followed by ``Dropout(dropout_rate)`` when that is
-        non-zero, then the output layer.
-    units : int, default=32
-        Width of each hidden layer of the default network.
-    n_layers : int, default=1
-        Number of hidden layers of the default network.
-    hidden_layer_sizes : tuple of int, optional
-        Widths of the hidden layers; overrides ``units`` and ``n_layers``.
-    activation : str or callable, default="relu"
-        Activation of the hidden layers.
-    dropout_rate : float, default=0.0
-        Dropout rate after each hidden layer.
-    optimizer : str, keras optimizer class or instance, default="adam"
-        E.g. ``"adam"``, ``"sgd"``, ``"rmsprop"``; ``optimizer__<name>`` parameters set
-        its other arguments (``optimizer__momentum=0.9``).
-    learning_rate : float, default=0.001
-        The optimizer's learning rate; None keeps the optimizer's own.
-    loss : str or keras loss, optional
+    {network parameters}
         Used when the wrapper compiles the model; None picks mean squared error.
-    epochs : int or None, default=None
-        None (the default) trains like scikit-learn's MLP: up to ``max_iter`` epochs,
-        stopping once the training loss has not improved by more than ``tol`` for
-        ``n_iter_no_change`` epochs in a row. An int trains exactly that many epochs
-        (``max_iter``, ``tol`` and ``n_iter_no_change`` are then unused), unless
-        ``early_stopping`` is on, which makes it the maximum instead of ``max_iter``.
-    max_iter : int, default=200
-        Maximum number of epochs when ``epochs`` is None. Reaching it before the
-        watched loss stopped improving emits a ``ConvergenceWarning``.
-    tol : float, default=1e-4
-        An epoch improves when the watched loss (training loss, or validation loss with
-        ``early_stopping``) is below the best so far by more than ``tol``.
-    n_iter_no_change : int, default=10
-        Training stops after this many epochs in a row without improvement (the
-        ``patience`` of Keras' ``EarlyStopping``).
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data given to ``fit`` (stratified for a
-        classifier, drawn from ``random_state``), watch the loss on it instead of the
-        training loss, and keep the weights of the best epoch. Inside a search the
-        held-out rows come from each fold's training part, never from its test part.
-        Runs in the compiled loop, with the stopping rule of
-        ``keras.callbacks.EarlyStopping(min_delta=tol, patience=n_iter_no_change,
-        restore_best_weights=True)``.
-    validation_fraction : float, default=0.1
-        Fraction of the data held out for ``early_stopping``.
-    batch_size : int, default=32
-        Number of samples per gradient step.
-    validation_split : float, default=0.0
-        Fraction of the training data held out (from its end) for Keras' validation
-        metrics, e.g. for a user's ``EarlyStopping(monitor="val_loss")`` callback;
-        not with ``early_stopping``.
-    callbacks : list of keras callbacks, optional
-        Copied for every fit. Any callback trains with ``model.fit`` (the compiled loop
-        cannot call Python between epochs), so Keras' ``EarlyStopping`` or
-        ``ReduceLROnPlateau`` work as in Keras, at ``model.fit``'s speed.
-    random_state : int or None, default=None
-        Seeds weights, dropout and shuffling: the same seed gives the same predictions
-        in any process (with the same TensorFlow thread count). None gives ordinary
-        randomness.
-    fast_path : bool, default=True
-        Train with the compiled, cached training loop when the options allow it: no
-        callbacks, ``validation_split``, ``validation_data`` or extra ``model.fit``
-        arguments, and ``verbose=0`` (``early_stopping`` and the ``tol`` rule run in the
-        compiled loop); False always uses ``model.fit``. Both give the same result for
-        the same seed.
-    verbose : int, default=0
-        ``model.fit`` verbosity; non-zero uses ``model.fit``.
-    **kwargs
-        Routed parameters: ``model__<name>``, ``fit__<name>``, ``optimizer__<name>``.
+    {training parameters}
+    {run parameters}
 
     Attributes
     ----------
-    n_features_in_ : int
-        Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of str
-        Names of the features seen during ``fit``; only when ``X`` had string column names.
-    history_ : dict
-        Per-epoch training loss (and what ``model.fit`` logged).
-    n_iter_ : int
-        Number of epochs run.
-    best_epoch_ : int or None
-        1-based epoch whose weights were kept, with ``early_stopping`` (or a user's
-        ``EarlyStopping(restore_best_weights=True)`` callback); None otherwise.
-    loss_curve_ : list of float
-        Training loss of each epoch.
-    validation_loss_curve_ : list of float
-        Validation loss of each epoch; only when there was validation data.
-    validation_indices_ : ndarray of int
-        Rows of the ``X`` given to ``fit`` held out for ``early_stopping``; only then.
-    fit_path_ : str
-        ``"fast"`` or ``"keras"``: the training loop used.
-    model_ : keras.Model
-        The fitted network (built on first access; not pickled, rebuilt on demand).
+    {fitted attributes}
     n_outputs_ : int
         Number of target columns.
 

@@ -22,6 +22,7 @@ from typing import Any
 import ray
 
 from raygrid.run.devices import DeviceError
+from raygrid.run.messages import RefitResult
 from raygrid.run.pool import (  # noqa: F401  (re-exported: the names callers know)
     SlotSpec,
     WorkerPool,
@@ -31,7 +32,6 @@ from raygrid.run.pool import (  # noqa: F401  (re-exported: the names callers kn
     set_worker_idle_time,
 )
 from raygrid.run.units import Task, WorkUnit
-from raygrid.run.worker import RefitResult
 from raygrid.store.record import FitRecord
 
 # A batch of fits aims at about this much work, so per-call overhead stays small.
@@ -113,7 +113,7 @@ def run_tasks(
     ``n_slots`` workers of ``pool``.
 
     ``refs`` are the search's data and the wave's splits in Ray's object store
-    (:class:`~raygrid.run.worker.SearchData`, :class:`~raygrid.run.worker.WaveData`).
+    (:class:`~raygrid.run.messages.SearchData`, :class:`~raygrid.run.messages.WaveData`).
 
     Tasks are handed out in the order given, in batches, at most ``max_in_flight`` fits
     queued or running at once. ``on_records`` is called with each batch's records as

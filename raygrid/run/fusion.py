@@ -21,7 +21,6 @@ one in the last bits, where prefix sharing (:mod:`raygrid.run.prefix`) is exact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,15 +40,11 @@ def fusion_key(estimator: Any, params: dict[str, Any]) -> str | None:
     return fit.fusion_key()
 
 
-def fit_fused(
-    estimator: Any,
-    X: Any,
-    y: Any,
-    jobs: Sequence[tuple[dict[str, Any], np.ndarray]],
-    **fit_params: Any,
-) -> list[Any]:
-    """Train the fits ``jobs`` (parameters, training rows) of ``estimator`` as one stack.
+def fit_fused(data: Any, jobs: list[tuple[dict[str, Any], np.ndarray]]) -> list[Any]:
+    """Train ``jobs`` (each fit's parameters and training rows) of a search as one stack.
 
-    Returns one fitted estimator per job, in order.
+    ``data`` is the search's :class:`~raygrid.run.messages.SearchData`: its estimator's
+    hook trains the fits on its ``X`` and ``y`` with its fit params. Returns one fitted
+    estimator per job, in order.
     """
-    return estimator.fit_fused(X, y, jobs=jobs, **fit_params)
+    return data.estimator.fit_fused(data.X, data.y, jobs=jobs, **data.fit_params)

@@ -1,9 +1,10 @@
 """What runs inside a Ray worker: process set-up, fit, score, timing.
 
-Nothing here imports from the driver side. A :class:`FitWorker` lives in one Ray worker
-process for many fits (so TensorFlow and friends are imported once per process); the
-driver hands it the search's shared data once and each wave's splits once (as object
-references), then batches of plain task tuples. Each fit is scikit-learn's own
+Nothing here imports from the driver side but the plain messages it is handed
+(:mod:`raygrid.run.messages`). A :class:`FitWorker` lives in one Ray worker process for
+many fits (so TensorFlow and friends are imported once per process); the driver hands it
+the search's shared data once and each wave's splits once (as object references), then
+batches of units' payloads. Each fit is scikit-learn's own
 ``_fit_and_score``, so slicing, fit params, scoring, ``error_score`` and callbacks behave
 exactly as in ``GridSearchCV``. User errors never escape as exceptions: they come back
 inside the task's :class:`~raygrid.store.record.FitRecord`, and the driver decides what
@@ -22,7 +23,6 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from sklearn.utils.validation import _check_method_params, _num_samples
 from raygrid.local import quiet
 from raygrid.run import devices, fusion, gpu_memory, node_data, prefix
 from raygrid.run.callbacks import Relay
+from raygrid.run.messages import JournalTarget, RefitResult, SearchData, WaveData
 from raygrid.store.journal import write_rows
 from raygrid.store.record import FitRecord, fit_info
 
@@ -67,35 +68,6 @@ def prepare_process(num_cpus: float, num_gpus: float) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-@dataclass
-class SearchData:
-    """Everything a search's fits share; placed in Ray's object store once per search."""
-
-    estimator: Any
-    X: Any
-    y: Any
-    scorer: Any
-    fit_params: dict[str, Any]
-    score_params: dict[str, Any]
-    return_train_score: bool
-    error_score: Any
-    allow_logical_gpus: bool = False
-    # With X a lazy handle (raygrid.data), the search's token: workers read X and y
-    # once per node (see raygrid.run.node_data).
-    node_data: str | None = None
-    context: CallerContext | None = None
-
-
-@dataclass
-class CallerContext:
-    """The caller's context at ``fit``, applied around every fit as scikit-learn's
-    ``Parallel`` applies it in its workers: scikit-learn's configuration
-    (``sklearn.get_config()``) and the warning filters (``warnings.filters``)."""
-
-    config: dict[str, Any]
-    warning_filters: list[tuple]
-
-
 @contextlib.contextmanager
 def caller_context(data: SearchData) -> Iterator[list[warnings.WarningMessage]]:
     """Run a fit in the caller's context; yield the warnings it raised, to ship back.
@@ -123,29 +95,6 @@ def caller_context(data: SearchData) -> Iterator[list[warnings.WarningMessage]]:
                 warnings.filterwarnings(action, message, category, module, lineno, append=True)
         warnings.simplefilter("always", append=True)
         yield caught
-
-
-@dataclass
-class WaveData:
-    """What one wave of candidates adds: its CV splits (row indices into X, so a
-    subsampled halving iteration ships indices, never rows), and, when scikit-learn
-    callbacks are set, the pickled ``(search, contexts)`` they run with.
-    """
-
-    splits: list[tuple[np.ndarray, np.ndarray]]
-    callbacks: bytes | None = None
-    listeners: list = field(default_factory=list)
-    journal: JournalTarget | None = None
-
-
-@dataclass
-class JournalTarget:
-    """Where a worker journals the fits it finishes: ``results_dir`` and, by task index,
-    each task's journal key and candidate index."""
-
-    directory: str
-    keys: list[str]
-    candidates: list[int]
 
 
 def fit_and_score(
@@ -293,7 +242,7 @@ def fit_and_score_fused(
     with caller_context(data) as caught:
         start = time.time()
         try:
-            fitted = fusion.fit_fused(data.estimator, data.X, data.y, jobs, **data.fit_params)
+            fitted = fusion.fit_fused(data, jobs)
         except Exception as exc:
             fit_time = (time.time() - start) / len(members)
             records = [_failed(data, index, fit_time, exc) for index, _, _ in members]
@@ -399,18 +348,6 @@ def _portable(exc: BaseException) -> BaseException | None:
     except Exception:
         return None
     return exc
-
-
-@dataclass
-class RefitResult:
-    """The refit of the best candidate on all the data, as the worker reports it."""
-
-    estimator: bytes | None
-    refit_time: float
-    raised: BaseException | None = None
-    raised_text: str | None = None
-    warnings: list[tuple] = field(default_factory=list)
-    callback_messages: list[tuple] = field(default_factory=list)
 
 
 def refit(data: SearchData, params: dict[str, Any], callback_args: dict[str, Any]) -> RefitResult:

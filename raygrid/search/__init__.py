@@ -5,5 +5,7 @@
   its bases (so the mixin sits between it and ``BaseSearchCV``).
 - :mod:`~raygrid.search.mixin`: :class:`RaySearchMixin`, the ``fit`` that plans, runs and
   aggregates one search through scikit-learn's ``_run_search`` seam.
+- :mod:`~raygrid.search.waves`: ``_SearchRun``, one ``fit``'s waves of candidates (what
+  ``evaluate_candidates`` runs) and its refit.
 - :mod:`~raygrid.search.validate`: what is checked before any fit is scheduled.
 """

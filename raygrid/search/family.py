@@ -5,14 +5,14 @@ behind its ``_run_search``: the same constructor (plus raygrid's options), the s
 candidates, the same ``cv_results_``, fitted attributes and methods. How the fits run is
 in :mod:`raygrid.search.mixin`.
 
-scikit-learn requires every constructor parameter to be spelt out in ``__init__`` (for
-``get_params``/``clone``), so each class repeats its scikit-learn parent's parameter list
-and adds raygrid's options.
+scikit-learn reads every constructor parameter from the ``__init__`` signature (for
+``get_params``/``clone``): each class's constructor is its scikit-learn parent's, with
+raygrid's options (:data:`~raygrid.search.mixin.RAY_OPTION_DEFAULTS`) added after its
+parameters, declared in full by :func:`raygrid.constructors.extended_init`.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import (
     GridSearchCV,
@@ -21,9 +21,30 @@ from sklearn.model_selection import (
     RandomizedSearchCV,
 )
 
-from raygrid.search.mixin import RAY_OPTION_CONSTRAINTS, RaySearchMixin
+from raygrid.constructors import extended_init, shared_docs
+from raygrid.search.mixin import RAY_OPTION_CONSTRAINTS, RAY_OPTION_DEFAULTS, RaySearchMixin
+
+# What the four docstrings share, written once: the decorator puts it in place of the
+# markers, so each class's reference page lists all of it.
+_SHARED_DOCS = {
+    "    {ray options}": """\
+    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
+max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
+fit_timeout : see RaySearchMixin
+        The options of raygrid; see :class:`~raygrid.search.mixin.RaySearchMixin`.""",
+    "    {halving attributes}": """\
+    n_resources_, n_candidates_, n_remaining_candidates_, max_resources_, \
+min_resources_, n_iterations_, n_possible_iterations_, n_required_iterations_, \
+cv_results_, best_estimator_, best_score_, best_params_, best_index_, scorer_, \
+n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_""",
+    "    {halving tasks_}": """\
+    tasks_ : pandas.DataFrame
+        One row per (candidate, split) fit, with the halving ``iter`` and
+        ``n_resources`` of its candidate; see :class:`RayGridSearchCV`.""",
+}
 
 
+@shared_docs(_SHARED_DOCS)
 class RayGridSearchCV(GridSearchCV, RaySearchMixin):
     """Exhaustive search over a parameter grid, each (candidate, fold) fit a Ray task.
 
@@ -41,10 +62,7 @@ error_score, return_train_score : see scikit-learn
         As for :class:`~sklearn.model_selection.GridSearchCV`. ``n_jobs`` is the most fits
         running at once (``None`` or ``-1``: as many as the cluster's resources allow);
         ``verbose`` lines are printed by the driver as fits finish.
-    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
-fit_timeout : see RaySearchMixin
-        The options of raygrid; see :class:`~raygrid.search.mixin.RaySearchMixin`.
+    {ray options}
 
     Attributes
     ----------
@@ -83,58 +101,11 @@ refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
         **RAY_OPTION_CONSTRAINTS,
     }
 
-    # Every parameter spelt out, as scikit-learn's get_params and clone require: the
-    # parent's list, then raygrid's options (see the module docstring).
-    def __init__(
-        self,
-        estimator,
-        param_grid,
-        *,
-        scoring=None,
-        n_jobs=None,
-        refit=True,
-        cv=None,
-        verbose=0,
-        pre_dispatch="2*n_jobs",
-        error_score=np.nan,
-        return_train_score=False,
-        num_cpus_per_task=1,
-        num_gpus_per_task=0,
-        max_retries=3,
-        ray_address=None,
-        results_dir=None,
-        max_consecutive_failures=None,
-        progress="auto",
-        share_prefixes=True,
-        fuse=False,
-        tracking=None,
-        fit_timeout=None,
-    ):
-        super().__init__(
-            estimator=estimator,
-            param_grid=param_grid,
-            scoring=scoring,
-            n_jobs=n_jobs,
-            refit=refit,
-            cv=cv,
-            verbose=verbose,
-            pre_dispatch=pre_dispatch,
-            error_score=error_score,
-            return_train_score=return_train_score,
-        )
-        self.num_cpus_per_task = num_cpus_per_task
-        self.num_gpus_per_task = num_gpus_per_task
-        self.max_retries = max_retries
-        self.ray_address = ray_address
-        self.results_dir = results_dir
-        self.max_consecutive_failures = max_consecutive_failures
-        self.progress = progress
-        self.share_prefixes = share_prefixes
-        self.fuse = fuse
-        self.tracking = tracking
-        self.fit_timeout = fit_timeout
+    # scikit-learn's parameters, then raygrid's options (see the module docstring).
+    __init__ = extended_init(GridSearchCV.__init__, RAY_OPTION_DEFAULTS)
 
 
+@shared_docs(_SHARED_DOCS)
 class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
     """Randomized search over parameter settings, each (candidate, fold) fit a Ray task.
 
@@ -147,10 +118,7 @@ class RayRandomizedSearchCV(RandomizedSearchCV, RaySearchMixin):
     estimator, param_distributions, n_iter, scoring, n_jobs, refit, cv, verbose, \
 pre_dispatch, random_state, error_score, return_train_score : see scikit-learn
         As for :class:`~sklearn.model_selection.RandomizedSearchCV`.
-    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
-fit_timeout : see RaySearchMixin
-        The options of raygrid; see :class:`~raygrid.search.mixin.RaySearchMixin`.
+    {ray options}
 
     Attributes
     ----------
@@ -182,62 +150,11 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         **RAY_OPTION_CONSTRAINTS,
     }
 
-    # Every parameter spelt out, as scikit-learn's get_params and clone require: the
-    # parent's list, then raygrid's options (see the module docstring).
-    def __init__(
-        self,
-        estimator,
-        param_distributions,
-        *,
-        n_iter=10,
-        scoring=None,
-        n_jobs=None,
-        refit=True,
-        cv=None,
-        verbose=0,
-        pre_dispatch="2*n_jobs",
-        random_state=None,
-        error_score=np.nan,
-        return_train_score=False,
-        num_cpus_per_task=1,
-        num_gpus_per_task=0,
-        max_retries=3,
-        ray_address=None,
-        results_dir=None,
-        max_consecutive_failures=None,
-        progress="auto",
-        share_prefixes=True,
-        fuse=False,
-        tracking=None,
-        fit_timeout=None,
-    ):
-        super().__init__(
-            estimator=estimator,
-            param_distributions=param_distributions,
-            n_iter=n_iter,
-            scoring=scoring,
-            n_jobs=n_jobs,
-            refit=refit,
-            cv=cv,
-            verbose=verbose,
-            pre_dispatch=pre_dispatch,
-            random_state=random_state,
-            error_score=error_score,
-            return_train_score=return_train_score,
-        )
-        self.num_cpus_per_task = num_cpus_per_task
-        self.num_gpus_per_task = num_gpus_per_task
-        self.max_retries = max_retries
-        self.ray_address = ray_address
-        self.results_dir = results_dir
-        self.max_consecutive_failures = max_consecutive_failures
-        self.progress = progress
-        self.share_prefixes = share_prefixes
-        self.fuse = fuse
-        self.tracking = tracking
-        self.fit_timeout = fit_timeout
+    # scikit-learn's parameters, then raygrid's options (see the module docstring).
+    __init__ = extended_init(RandomizedSearchCV.__init__, RAY_OPTION_DEFAULTS)
 
 
+@shared_docs(_SHARED_DOCS)
 class RayHalvingGridSearchCV(HalvingGridSearchCV, RaySearchMixin):
     """Successive halving over a parameter grid, each iteration a wave of Ray tasks.
 
@@ -252,21 +169,13 @@ class RayHalvingGridSearchCV(HalvingGridSearchCV, RaySearchMixin):
 aggressive_elimination, cv, scoring, refit, error_score, return_train_score, \
 random_state, n_jobs, verbose : see scikit-learn
         As for :class:`~sklearn.model_selection.HalvingGridSearchCV`.
-    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
-fit_timeout : see RaySearchMixin
-        The options of raygrid; see :class:`~raygrid.search.mixin.RaySearchMixin`.
+    {ray options}
 
     Attributes
     ----------
-    n_resources_, n_candidates_, n_remaining_candidates_, max_resources_, \
-min_resources_, n_iterations_, n_possible_iterations_, n_required_iterations_, \
-cv_results_, best_estimator_, best_score_, best_params_, best_index_, scorer_, \
-n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
+    {halving attributes}
         As for ``HalvingGridSearchCV``.
-    tasks_ : pandas.DataFrame
-        One row per (candidate, split) fit, with the halving ``iter`` and
-        ``n_resources`` of its candidate; see :class:`RayGridSearchCV`.
+    {halving tasks_}
 
     See Also
     --------
@@ -289,68 +198,11 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         **RAY_OPTION_CONSTRAINTS,
     }
 
-    # Every parameter spelt out, as scikit-learn's get_params and clone require: the
-    # parent's list, then raygrid's options (see the module docstring).
-    def __init__(
-        self,
-        estimator,
-        param_grid,
-        *,
-        factor=3,
-        resource="n_samples",
-        max_resources="auto",
-        min_resources="exhaust",
-        aggressive_elimination=False,
-        cv=5,
-        scoring=None,
-        refit=True,
-        error_score=np.nan,
-        return_train_score=True,
-        random_state=None,
-        n_jobs=None,
-        verbose=0,
-        num_cpus_per_task=1,
-        num_gpus_per_task=0,
-        max_retries=3,
-        ray_address=None,
-        results_dir=None,
-        max_consecutive_failures=None,
-        progress="auto",
-        share_prefixes=True,
-        fuse=False,
-        tracking=None,
-        fit_timeout=None,
-    ):
-        super().__init__(
-            estimator=estimator,
-            param_grid=param_grid,
-            factor=factor,
-            resource=resource,
-            max_resources=max_resources,
-            min_resources=min_resources,
-            aggressive_elimination=aggressive_elimination,
-            cv=cv,
-            scoring=scoring,
-            refit=refit,
-            error_score=error_score,
-            return_train_score=return_train_score,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            verbose=verbose,
-        )
-        self.num_cpus_per_task = num_cpus_per_task
-        self.num_gpus_per_task = num_gpus_per_task
-        self.max_retries = max_retries
-        self.ray_address = ray_address
-        self.results_dir = results_dir
-        self.max_consecutive_failures = max_consecutive_failures
-        self.progress = progress
-        self.share_prefixes = share_prefixes
-        self.fuse = fuse
-        self.tracking = tracking
-        self.fit_timeout = fit_timeout
+    # scikit-learn's parameters, then raygrid's options (see the module docstring).
+    __init__ = extended_init(HalvingGridSearchCV.__init__, RAY_OPTION_DEFAULTS)
 
 
+@shared_docs(_SHARED_DOCS)
 class RayHalvingRandomSearchCV(HalvingRandomSearchCV, RaySearchMixin):
     """Successive halving over sampled candidates, each iteration a wave of Ray tasks.
 
@@ -364,21 +216,13 @@ class RayHalvingRandomSearchCV(HalvingRandomSearchCV, RaySearchMixin):
 min_resources, aggressive_elimination, cv, scoring, refit, error_score, \
 return_train_score, random_state, n_jobs, verbose : see scikit-learn
         As for :class:`~sklearn.model_selection.HalvingRandomSearchCV`.
-    num_cpus_per_task, num_gpus_per_task, max_retries, ray_address, results_dir, \
-max_consecutive_failures, progress, share_prefixes, fuse, tracking, \
-fit_timeout : see RaySearchMixin
-        The options of raygrid; see :class:`~raygrid.search.mixin.RaySearchMixin`.
+    {ray options}
 
     Attributes
     ----------
-    n_resources_, n_candidates_, n_remaining_candidates_, max_resources_, \
-min_resources_, n_iterations_, n_possible_iterations_, n_required_iterations_, \
-cv_results_, best_estimator_, best_score_, best_params_, best_index_, scorer_, \
-n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in_
+    {halving attributes}
         As for ``HalvingRandomSearchCV``.
-    tasks_ : pandas.DataFrame
-        One row per (candidate, split) fit, with the halving ``iter`` and
-        ``n_resources`` of its candidate; see :class:`RayGridSearchCV`.
+    {halving tasks_}
 
     See Also
     --------
@@ -402,65 +246,5 @@ n_splits_, refit_time_, multimetric_, classes_, n_features_in_, feature_names_in
         **RAY_OPTION_CONSTRAINTS,
     }
 
-    # Every parameter spelt out, as scikit-learn's get_params and clone require: the
-    # parent's list, then raygrid's options (see the module docstring).
-    def __init__(
-        self,
-        estimator,
-        param_distributions,
-        *,
-        n_candidates="exhaust",
-        factor=3,
-        resource="n_samples",
-        max_resources="auto",
-        min_resources="smallest",
-        aggressive_elimination=False,
-        cv=5,
-        scoring=None,
-        refit=True,
-        error_score=np.nan,
-        return_train_score=True,
-        random_state=None,
-        n_jobs=None,
-        verbose=0,
-        num_cpus_per_task=1,
-        num_gpus_per_task=0,
-        max_retries=3,
-        ray_address=None,
-        results_dir=None,
-        max_consecutive_failures=None,
-        progress="auto",
-        share_prefixes=True,
-        fuse=False,
-        tracking=None,
-        fit_timeout=None,
-    ):
-        super().__init__(
-            estimator=estimator,
-            param_distributions=param_distributions,
-            n_candidates=n_candidates,
-            factor=factor,
-            resource=resource,
-            max_resources=max_resources,
-            min_resources=min_resources,
-            aggressive_elimination=aggressive_elimination,
-            cv=cv,
-            scoring=scoring,
-            refit=refit,
-            error_score=error_score,
-            return_train_score=return_train_score,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            verbose=verbose,
-        )
-        self.num_cpus_per_task = num_cpus_per_task
-        self.num_gpus_per_task = num_gpus_per_task
-        self.max_retries = max_retries
-        self.ray_address = ray_address
-        self.results_dir = results_dir
-        self.max_consecutive_failures = max_consecutive_failures
-        self.progress = progress
-        self.share_prefixes = share_prefixes
-        self.fuse = fuse
-        self.tracking = tracking
-        self.fit_timeout = fit_timeout
+    # scikit-learn's parameters, then raygrid's options (see the module docstring).
+    __init__ = extended_init(HalvingRandomSearchCV.__init__, RAY_OPTION_DEFAULTS)

@@ -34,6 +34,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from raygrid import RayGridSearchCV
 from raygrid.cli import main as cli
+from raygrid.cli import submit
 from raygrid.spec.search_spec import load_spec
 from raygrid.store.results import RESULTS_FILE, TASKS_FILE, read_output
 
@@ -224,7 +225,7 @@ def test_stage_job_dir_ships_spec_and_data(tmp_path: Path, monkeypatch) -> None:
     spec = load_spec(spec_path)
     workdir = tmp_path / "job"
     workdir.mkdir()
-    staged = cli.stage_job_dir(spec, workdir, "tiny.toml")
+    staged = submit.stage_job_dir(spec, workdir, "tiny.toml")
     assert sorted(p.relative_to(workdir).as_posix() for p in workdir.rglob("*")) == [
         "data",
         "data/d.parquet",

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from raygrid.cli import main as cli
+from raygrid.cli import submit
 from raygrid.store.results import RESULTS_FILE, read_output
 
 TINY_SPEC = """
@@ -43,8 +44,8 @@ def free_port() -> int:
 
 
 def test_output_uri_turns_local_paths_into_file_uris(tmp_path: Path) -> None:
-    assert cli.output_uri(str(tmp_path / "r")) == f"file://{tmp_path}/r"
-    assert cli.output_uri("s3://bucket/runs/a") == "s3://bucket/runs/a"
+    assert submit.output_uri(str(tmp_path / "r")) == f"file://{tmp_path}/r"
+    assert submit.output_uri("s3://bucket/runs/a") == "s3://bucket/runs/a"
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ def test_output_uri_turns_local_paths_into_file_uris(tmp_path: Path) -> None:
     ],
 )
 def test_fetch_instructions_for_object_storage(output: str, copy: str) -> None:
-    text = cli.fetch_instructions(output)
+    text = submit.fetch_instructions(output)
     lines = text.splitlines()
     assert lines[0].startswith(f"raygrid submit: results: {output} ")
     assert lines[2] == f"    {copy}"
@@ -72,10 +73,10 @@ def test_fetch_instructions_for_object_storage(output: str, copy: str) -> None:
 
 
 def test_fetch_instructions_for_a_local_folder(tmp_path: Path) -> None:
-    lines = cli.fetch_instructions(str(tmp_path / "out")).splitlines()
+    lines = submit.fetch_instructions(str(tmp_path / "out")).splitlines()
     assert lines[0].startswith(f"raygrid submit: results: file://{tmp_path}/out ")
     assert lines[-1] == f"    raygrid report {tmp_path}/out"
-    lines = cli.fetch_instructions(f"file://{tmp_path}/out").splitlines()
+    lines = submit.fetch_instructions(f"file://{tmp_path}/out").splitlines()
     assert lines[-1] == f"    raygrid report {tmp_path}/out"
 
 

@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.preprocessing import StandardScaler
 
-from raygrid.keras import KerasClassifier, KerasRegressor, training
+from raygrid.keras import KerasClassifier, KerasRegressor, compiled_loop, trace_cache
 
 X, y = make_classification(
     n_samples=160, n_features=8, n_informative=5, n_classes=3, random_state=0
@@ -140,14 +140,14 @@ def test_other_fits_between_the_yields_do_not_disturb_the_prefix_fit():
 
 def test_a_loop_failure_midway_falls_back_to_independent_fits(monkeypatch):
     template = KerasClassifier(units=5, n_layers=2, epochs=9, random_state=3)
-    real_fit_fast = training._fit_fast
+    real_fit_fast = compiled_loop.fit_fast
 
     def failing_after_the_first_segment(*args, start=0, **kwargs):
         if start > 0:
             raise RuntimeError("simulated loop failure")
         return real_fit_fast(*args, start=start, **kwargs)
 
-    monkeypatch.setattr(training, "_fit_fast", failing_after_the_first_segment)
+    monkeypatch.setattr(compiled_loop, "fit_fast", failing_after_the_first_segment)
     estimator = clone(template)
     paths = []
     for value in estimator.prefix_fit(X, y, values=[3, 6, 9]):
@@ -156,7 +156,7 @@ def test_a_loop_failure_midway_falls_back_to_independent_fits(monkeypatch):
         np.testing.assert_array_equal(estimator.predict_proba(X), independent.predict_proba(X))
         assert estimator.loss_curve_ == pytest.approx(independent.loss_curve_, rel=1e-6)
     assert paths == ["fast", "keras", "keras"]
-    training.clear_cache()  # the architecture was marked as failing the fast loop
+    trace_cache.clear_cache()  # the architecture was marked as failing the fast loop
 
 
 NOT_SHAREABLE = {

@@ -15,7 +15,7 @@ from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from raygrid.keras import KerasClassifier, KerasRegressor, runtime, training
+from raygrid.keras import KerasClassifier, KerasRegressor, runtime, trace_cache
 
 X, y = make_classification(
     n_samples=150, n_features=8, n_informative=5, n_classes=3, random_state=0
@@ -54,7 +54,7 @@ def test_same_seed_same_bits_warm_or_cold_and_on_both_paths():
     KerasClassifier(units=5, epochs=2).fit(X, y)
     warm = {name: digest(KerasClassifier(**cfg).fit(X, y)) for name, cfg in CONFIGS.items()}
     assert warm == first
-    training.clear_tensorflow_state()  # cold again: nothing cached, every loop traced anew
+    trace_cache.clear_tensorflow_state()  # cold again: nothing cached, every loop traced anew
     cold = {name: digest(KerasClassifier(**cfg).fit(X, y)) for name, cfg in CONFIGS.items()}
     assert cold == first
     slow = {}
@@ -111,7 +111,7 @@ def test_same_seed_same_bits_in_a_fresh_process():
         print(json.dumps({{n: t.digest(KerasClassifier(**c).fit(t.X, t.y))
                           for n, c in t.CONFIGS.items()}}))
         """
-    ).format(tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ).format(tests=os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
@@ -122,7 +122,7 @@ def test_same_seed_same_bits_in_a_fresh_process():
 
 
 def test_one_compiled_loop_serves_a_whole_seed_grid():
-    training.clear_cache()
+    trace_cache.clear_cache()
     loops = set()
     for lr in (0.001, 0.01):
         for batch_size in (16, 32, 64):
@@ -131,9 +131,9 @@ def test_one_compiled_loop_serves_a_whole_seed_grid():
                     units=8, learning_rate=lr, batch_size=batch_size, epochs=epochs, random_state=0
                 ).fit(X[: 100 + epochs], y[: 100 + epochs])
                 assert est.fit_path_ == "fast"
-                entry = training._cache_get(est._model_key)
+                entry = trace_cache.cache_get(est._model_key)
                 loops.update(entry.fit_loops.values())
-    assert len(training.cached_keys()) == 1
+    assert len(trace_cache.cached_keys()) == 1
     (loop,) = loops
     assert loop.experimental_get_tracing_count() == 1
     # the learning rate is not part of the key, yet each fit used its own
@@ -143,32 +143,32 @@ def test_one_compiled_loop_serves_a_whole_seed_grid():
 
 
 def test_user_models_share_a_loop_by_structure():
-    training.clear_cache()
+    trace_cache.clear_cache()
     for seed in range(3):
         KerasClassifier(model=build_user, model__hidden=5, epochs=1, random_state=seed).fit(X, y)
     KerasClassifier(model=build_user, model__hidden=9, epochs=1, random_state=0).fit(X, y)
-    keys = training.cached_keys()
+    keys = trace_cache.cached_keys()
     assert len(keys) == 2 and all(k.startswith("user:") for k in keys)
 
 
 def test_cache_is_bounded(monkeypatch):
-    monkeypatch.setenv(training.CACHE_SIZE_ENV, "2")
-    training.clear_cache()
+    monkeypatch.setenv(trace_cache.CACHE_SIZE_ENV, "2")
+    trace_cache.clear_cache()
     fitted = [KerasClassifier(units=u, epochs=1, random_state=0).fit(X, y) for u in (3, 4, 5)]
-    assert len(training.cached_keys()) == 2
+    assert len(trace_cache.cached_keys()) == 2
     # an evicted architecture is rebuilt for prediction, with the same results
     proba = fitted[0].predict_proba(X)
     np.testing.assert_array_equal(proba, fitted[0].predict_proba(X))
-    assert len(training.cached_keys()) == 2
+    assert len(trace_cache.cached_keys()) == 2
 
 
 def test_cache_can_be_turned_off(monkeypatch):
     cfg = CONFIGS["user"]
     expected = digest(KerasClassifier(**cfg).fit(X, y))
-    monkeypatch.setenv(training.CACHE_SIZE_ENV, "0")
-    training.clear_cache()
+    monkeypatch.setenv(trace_cache.CACHE_SIZE_ENV, "0")
+    trace_cache.clear_cache()
     est = KerasClassifier(**cfg).fit(X, y)
-    assert training.cached_keys() == []
+    assert trace_cache.cached_keys() == []
     assert digest(est) == expected
 
 
@@ -268,7 +268,7 @@ def build_user_with_rate(learning_rate, n_features_in_=None, n_classes_=None):
 def test_one_trace_per_architecture_over_a_seed_like_grid():
     """Batch sizes × learning rates × epochs × fold sizes, fits, prefix fits and
     predictions: every compiled function of an architecture is traced once."""
-    training.clear_cache()
+    trace_cache.clear_cache()
     architectures = {
         "default-8": dict(units=8),
         "default-16-dropout": dict(units=16, dropout_rate=0.2),
@@ -285,7 +285,7 @@ def test_one_trace_per_architecture_over_a_seed_like_grid():
                     assert est.fit_path_ == "fast"
                 for _ in est.prefix_fit(X, y, values=[1, 2, 4]):
                     est.predict(X[:7])
-    counts = training.trace_counts()
+    counts = trace_cache.trace_counts()
     assert len(counts) == len(architectures)
     for per_kind in counts.values():
         assert per_kind == {

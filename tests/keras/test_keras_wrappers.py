@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_param_validation
 
-from raygrid.keras import KerasClassifier, KerasRegressor, training
+from raygrid.keras import KerasClassifier, KerasRegressor, trace_cache
 
 X, y = make_classification(
     n_samples=120, n_features=6, n_informative=4, n_classes=3, random_state=0
@@ -250,7 +250,7 @@ def test_pickle_round_trip(dumps):
         blob = dumps(est)
         assert b"_model_view" not in blob
         again = pickle.loads(blob)
-        training.clear_cache()  # as in another process: rebuilt from recipe and weights
+        trace_cache.clear_cache()  # as in another process: rebuilt from recipe and weights
         np.testing.assert_array_equal(again.predict(data[0]), expected)
 
 
