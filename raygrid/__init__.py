@@ -13,7 +13,11 @@ search from ``fit()`` down:
 - plugins the core reaches only through hooks on the estimator: :mod:`raygrid.keras` (the
   Keras wrappers and their compiled training) and :mod:`raygrid.tracking` (MLflow,
   TensorBoard);
-- :mod:`raygrid.text`: short text for terminals and error messages, used throughout.
+- :mod:`raygrid.data`: lazy data handles (``read_parquet``) that workers read where the
+  fits run;
+- :mod:`raygrid.text`: short text for terminals and error messages, used throughout;
+  :mod:`raygrid.version`: the installed version; :mod:`raygrid.constructors`: estimator
+  constructors that extend their parents' signatures.
 
 ``python -m raygrid`` is the ``raygrid`` command. The user guide (``docs/guide/``) says how
 to use all of this.

@@ -24,7 +24,6 @@ from typing import Any
 import ray
 
 from raygrid.local import kept_alive, quiet, teardown
-from raygrid.run.pool import live_workers
 
 # The GCS addresses of the local Rays this process started with start_local().
 _own_sessions: set[str] = set()
@@ -68,7 +67,7 @@ def connect(address: str | None) -> bool:
         return ray.get_runtime_context().gcs_address in _own_sessions
     if kept_alive.join():
         quiet.install()
-        teardown.local_ray_started(live_workers)
+        teardown.local_ray_started()
         return False
     if _start_or_join_siblings():
         quiet.install()
@@ -156,7 +155,7 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None, **kwar
     )
     _own_sessions.add(ray.get_runtime_context().gcs_address)
     quiet.install()
-    teardown.local_ray_started(live_workers)
+    teardown.local_ray_started()
 
 
 def _check_reachable(address: str) -> None:

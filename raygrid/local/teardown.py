@@ -46,16 +46,18 @@ _OUTLIVE_SECONDS = 0.2
 _state: dict[str, Any] = {}
 
 
-def local_ray_started(live_workers: Callable[[], Iterable[Any]]) -> None:
-    """Register the quick exit for the local Ray just started (or kept-alive one joined).
+def watch_workers(live_workers: Callable[[], Iterable[Any]]) -> None:
+    """Name where the worker actors alive at exit come from (whose output is waited for).
 
-    Parameters
-    ----------
-    live_workers : callable
-        Returns the worker actors alive at exit, whose output is waited for.
+    The pool of warm workers registers itself here when it is imported, so that this
+    module, below the scheduler, need not import it.
     """
-    _state["node"] = _current_node()
     _state["live_workers"] = live_workers
+
+
+def local_ray_started() -> None:
+    """Register the quick exit for the local Ray just started (or kept-alive one joined)."""
+    _state["node"] = _current_node()
     # ray.shutdown imports this (30 ms); better now than at exit.
     import ray.dag.compiled_dag_node  # noqa: F401
 
@@ -73,7 +75,7 @@ def shutdown_local() -> None:
     _state["node"] = None
     # Waiting for the workers' output is a courtesy; stopping Ray is what must happen.
     with contextlib.suppress(Exception):
-        quiet.drain(_state["live_workers"](), timeout=_LOG_DRAIN_SECONDS)
+        quiet.drain(_state.get("live_workers", list)(), timeout=_LOG_DRAIN_SECONDS)
     _kill_helpers(node)
     raylets_children = _raylets_children(node)
     with _without_grace(node, raylets_children):

@@ -23,7 +23,7 @@ from typing import Any
 
 import ray
 
-from raygrid.local import kept_alive, ray_private
+from raygrid.local import kept_alive, ray_private, teardown
 from raygrid.run.worker import FitWorker
 
 # Idle workers are kept this long after a search, for the next one to start warm.
@@ -458,6 +458,9 @@ def _kill_idle_pools() -> bool:
 def live_workers() -> list[Any]:
     """The worker actors of every pool of this process, idle or in use."""
     return [actor for pool in list(WorkerPool._live) for actor in pool.actors]
+
+
+teardown.watch_workers(live_workers)
 
 
 def release_workers() -> None:

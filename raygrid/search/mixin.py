@@ -208,14 +208,10 @@ class RaySearchMixin(BaseSearchCV):
         self._checked_cv_orig = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
         self._check_input_parameters(X=X, y=y, split_params=routed.splitter.split)
         self.n_splits_ = self._checked_cv_orig.get_n_splits(X, y, **routed.splitter.split)
-        validate.check_picklable("estimator", self.estimator)
-        validate.check_picklable("scoring", scorers)
-        validate.check_picklable("fit params", validate.non_array_values(params))
+        self._check_picklable(scorers, params)
 
         # 2. A Ray session, warm workers, and the search's data in the object store once.
-        data = self._connect_and_describe(X, y, scorers, routed)
-        if lazy:  # workers replace X (and y, the target column read here) by the file's
-            data.node_data = uuid.uuid4().hex
+        data = self._connect_and_describe(X, y, scorers, routed, lazy)
         tracking = TrackingSession.from_option(self._ray_option("tracking"))
         with _SearchRun(self, slot, self._n_slots(slot), data, routed, tracking) as run:
             # 3. The subclass decides which candidates to evaluate, in waves.
@@ -249,8 +245,18 @@ class RaySearchMixin(BaseSearchCV):
             capacity = execute.default_slots(capacity)
         return validate.resolve_n_slots(self.n_jobs, capacity)
 
-    def _connect_and_describe(self, X, y, scorers, routed) -> SearchData:
-        """Join or start Ray (shipping the user's own modules where needed); the data."""
+    def _check_picklable(self, scorers, params) -> None:
+        """What is shipped to workers must survive cloudpickle."""
+        validate.check_picklable("estimator", self.estimator)
+        validate.check_picklable("scoring", scorers)
+        validate.check_picklable("fit params", validate.non_array_values(params))
+
+    def _connect_and_describe(self, X, y, scorers, routed, lazy=False) -> SearchData:
+        """Join or start Ray (shipping the user's own modules where needed); the data.
+
+        With ``lazy`` (X a :mod:`raygrid.data` handle), workers replace X (and y, the
+        target column the driver read) by the file's, once per node.
+        """
         if not connect.connect(self._ray_option("ray_address")):
             shipping.ship_local_modules(self.estimator, scorers, routed)
         quiet.install(show_all=self.verbose >= 10)  # framework start-up lines too
@@ -265,6 +271,7 @@ class RaySearchMixin(BaseSearchCV):
             error_score=self.error_score,
             allow_logical_gpus=devices.allow_logical_gpus(),
             context=_caller_context(),
+            node_data=uuid.uuid4().hex if lazy else None,
         )
 
     def _choose_best_and_refit(self, run: _SearchRun, refit_metric: str, root_ctx) -> None:

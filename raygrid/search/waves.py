@@ -179,10 +179,9 @@ class _SearchRun:
         )
         return self.results
 
-    def _run_wave(self, tasks: list[Task], splits, callback_ctx) -> list[FitRecord]:
-        search = self.search
+    def _wave_data(self, tasks: list[Task], splits, keys, callback_ctx) -> WaveData:
+        """What the wave's workers share: its splits, journal target and callbacks."""
         wave = WaveData(splits, listeners=self.listeners)
-        keys = self._journal_keys(tasks, splits)
         if keys is not None:
             # Workers journal what they finish (an absolute path or a URI), so it survives
             # the driver.
@@ -192,7 +191,13 @@ class _SearchRun:
                 callback_ctx.subcontext(task_name="candidate-split-evaluation", task_id=i)
                 for i in range(len(tasks))
             ]
-            wave.callbacks = ray_pickle.dumps((self.token, search, contexts))
+            wave.callbacks = ray_pickle.dumps((self.token, self.search, contexts))
+        return wave
+
+    def _run_wave(self, tasks: list[Task], splits, callback_ctx) -> list[FitRecord]:
+        search = self.search
+        keys = self._journal_keys(tasks, splits)
+        wave = self._wave_data(tasks, splits, keys, callback_ctx)
         collect = Collector(
             tasks,
             keys,

@@ -57,7 +57,11 @@ def compact(location: Location, parts: list[str], schema: Any) -> int:
         return 0
     tables = []
     for name in small:
-        tables.append(pq.read_table(location.open_input(name)).select(schema.names).cast(schema))
+        table = pq.read_table(location.open_input(name))
+        for field in schema:  # a column added since the part was written (e.g. device)
+            if field.name not in table.column_names:
+                table = table.append_column(field.name, pa.nulls(len(table), field.type))
+        tables.append(table.select(schema.names).cast(schema))
     merged = pa.concat_tables(tables)
     # The newest row of each key: the last one, parts being read oldest first.
     keys = merged.column("key").to_pylist()
