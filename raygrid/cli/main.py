@@ -7,9 +7,13 @@
     raygrid report PATH ...
     raygrid up [--num-cpus N] [--num-gpus N] [--idle-timeout SECONDS]
     raygrid down
+    raygrid doctor [--address ADDR] [--expect-gpus N] [--json]
+    raygrid plan SPEC.toml [--address ADDR] [--json]
 
 ``up`` keeps a local Ray running, with warm workers, for later scripts on this machine
-to join; ``down`` stops it (see :mod:`raygrid.local.kept_alive`).
+to join; ``down`` stops it (see :mod:`raygrid.local.kept_alive`). ``doctor`` checks a
+cluster's nodes, versions and GPUs (:mod:`raygrid.cli.doctor`); ``plan`` estimates a
+spec's cost with a few probe fits, without running it (:mod:`raygrid.cli.dry_run`).
 
 ``--output`` replaces the spec's ``[output].path``, so one spec can write to a local
 folder here and to object storage (``s3://bucket/dir``) on a cluster.
@@ -37,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from raygrid.cli import doctor, dry_run
 from raygrid.report import build as report
 from raygrid.report.ranking import format_table, parameter_columns, ranked_table
 from raygrid.spec.search_spec import SearchSpec, SpecError, load_spec, parse_spec
@@ -74,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_usage(sys.stderr)
         print(
-            "raygrid: error: a command is required (run, submit, report, up or down)",
+            "raygrid: error: a command is required (run, submit, report, up, down, doctor "
+            "or plan)",
             file=sys.stderr,
         )
         return 2
@@ -106,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     _add_up_down_parsers(sub)
+    doctor.add_parser(sub, _non_negative_int)
+    dry_run.add_parser(sub)
     return parser
 
 
