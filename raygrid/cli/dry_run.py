@@ -7,8 +7,9 @@
 It reads the spec and its data, counts candidates, fits, shared trainings (fits scored
 on the way through a longer one, :mod:`raygrid.run.prefix`) and fused groups, joins the
 target (the cluster at ``ADDR``, else the Ray a search from here would use) and sizes the
-slots the search would get. Then it runs one probe task in a slot of the spec's size:
-for each architecture (:func:`raygrid.run.plan.architecture_key`) it fits and scores
+slots the search would get. Then it runs a probe in each slot of the spec's size at once
+(at most 8; workers that start together contend for a node's cores, as the search's
+will), taking the slowest slot's timings: for each architecture (:func:`raygrid.run.plan.architecture_key`) it fits and scores
 that architecture's longest candidate twice (the first time pays the framework's import
 and the architecture's trace) and its shortest once, on the first CV split.
 
@@ -157,18 +158,31 @@ def _fit_line(timing: dict, longest: dict, shortest: dict) -> tuple[float, float
     return a, b, min(timing["warm_short"], timing["warm_long"]) * 0.1
 
 
-def _probe_on(slot: Any, search: Any, data: Any, split: tuple, groups: list) -> tuple[dict, float]:
-    """Run :func:`probe` in a slot of ``slot``'s size; (its result, seconds until it started)."""
+def _probe_on(
+    slot: Any, n_slots: int, search: Any, data: Any, split: tuple, groups: list
+) -> tuple[dict, float]:
+    """Run :func:`probe` in every slot at once (at most 8), as the search starts its workers.
+
+    Workers that start together contend for the node's cores (imports, traces), so each
+    timing is the slowest slot's. Returns (the timings, seconds until the last started).
+    """
     import ray
 
     worker = ray.remote(FitWorkerProbe).options(num_cpus=slot.num_cpus, num_gpus=slot.num_gpus)
-    worker = worker.remote()
+    workers = [worker.remote() for _ in range(min(n_slots, 8))]
     submitted = time.time()
     try:
-        result = ray.get(worker.run.remote(search.estimator, data.X, data.y, split, groups))
+        refs = [w.run.remote(search.estimator, data.X, data.y, split, groups) for w in workers]
+        results = ray.get(refs)
     finally:
-        ray.kill(worker)
-    return result, max(0.0, result["started"] - submitted)
+        for w in workers:
+            ray.kill(w)
+    timings = [
+        {key: max(r["timings"][i][key] for r in results) for key in results[0]["timings"][i]}
+        for i in range(len(groups))
+    ]
+    started = max(r["started"] for r in results)
+    return {"timings": timings}, max(0.0, started - submitted)
 
 
 def _start_costs(timings: list[dict]) -> tuple[float, float]:
@@ -200,7 +214,7 @@ def estimate(spec: Any, address: str | None) -> Estimate:
     n_slots = search._n_slots(slot)  # ValueError when no node holds one slot
     archs = _architectures(candidates)
     groups = [[max(ps, key=expected_cost), min(ps, key=expected_cost)] for ps in archs.values()]
-    result, start_s = _probe_on(slot, search, data, splits[0], groups)
+    result, start_s = _probe_on(slot, n_slots, search, data, splits[0], groups)
     model = {
         key: _fit_line(timing, *pair)
         for key, timing, pair in zip(archs, result["timings"], groups, strict=True)
