@@ -7,9 +7,14 @@
     raygrid report PATH ...
     raygrid up [--num-cpus N] [--num-gpus N] [--idle-timeout SECONDS]
     raygrid down
+    raygrid doctor [--address ADDR] [--expect-gpus N] [--json]
+    raygrid plan SPEC.toml [--address ADDR] [--json]
 
-``submit`` is :mod:`raygrid.cli.submit`'s. ``up`` keeps a local Ray running, with warm workers, for later scripts on this machine
-to join; ``down`` stops it (see :mod:`raygrid.local.kept_alive`).
+``submit`` is :mod:`raygrid.cli.submit`'s. ``up`` keeps a local Ray running, with warm
+workers, for later scripts on this machine to join; ``down`` stops it (see
+:mod:`raygrid.local.kept_alive`). ``doctor`` checks a cluster's nodes, versions and GPUs
+(:mod:`raygrid.cli.doctor`); ``plan`` estimates a spec's cost with a few probe fits,
+without running it (:mod:`raygrid.cli.dry_run`).
 
 ``--output`` replaces the spec's ``[output].path``, so one spec can write to a local
 folder here and to object storage (``s3://bucket/dir``) on a cluster.
@@ -28,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from raygrid.cli import common, submit
+from raygrid.cli import common, doctor, dry_run, submit
 from raygrid.report import build as report
 from raygrid.spec.search_spec import SpecError
 from raygrid.store.live import live_output
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_usage(sys.stderr)
         print(
-            "raygrid: error: a command is required (run, submit, report, up or down)",
+            "raygrid: error: a command is required (run, submit, report, up, down, doctor "
+            "or plan)",
             file=sys.stderr,
         )
         return 2
@@ -96,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     _add_up_down_parsers(sub)
+    doctor.add_parser(sub, _non_negative_int)
+    dry_run.add_parser(sub)
     return parser
 
 

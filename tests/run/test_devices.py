@@ -20,7 +20,11 @@ from sklearn.preprocessing import StandardScaler
 
 from raygrid import RayGridSearchCV
 from raygrid.keras import KerasClassifier
+from raygrid.report.analysis import timeline_tasks
+from raygrid.report.figures import timeline_figure
 from raygrid.run import devices
+from raygrid.store.record import FitRecord
+from raygrid.tracking import CandidateResult
 
 X, y = make_classification(n_samples=60, n_features=4, random_state=0)
 Xr, yr = make_regression(n_samples=40, n_features=3, random_state=0)
@@ -87,6 +91,11 @@ def test_keras_search_on_gpus_tensorflow_cannot_see_stops_with_one_error(monkeyp
 def test_opt_out_records_logical_gpus_and_every_fit_its_device(tmp_path):
     search = keras_search().fit(X, y)
     assert set(search.tasks_["device"]) <= {"CPU (logical GPU 0)", "CPU (logical GPU 1)"}
+    figure = timeline_figure(timeline_tasks(search.tasks_), n_candidates=2)
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels and all(label.startswith("CPU (logical GPU ") for label in labels), labels
+    candidate = CandidateResult(0, {"units": 4}, [FitRecord(0, 0.5, 1.0, 0.1, device="CPU")] * 2)
+    assert candidate.devices() == "CPU"
     search.save_results(tmp_path / "keras")
     saved = pd.read_parquet(tmp_path / "keras" / "tasks.parquet")
     assert list(saved["device"]) == list(search.tasks_["device"])

@@ -86,6 +86,7 @@ def test_mlflow_parent_children_artifacts_and_model(servers, mlp_data, tmp_path)
     assert sorted(children) == list(range(len(results["params"])))
     for index, child in children.items():
         assert child.data.params == {k: str(v) for k, v in results["params"][index].items()}
+        assert child.data.tags["raygrid.device"] == "CPU"  # what its fits ran on
         expected = {k: float(v[index]) for k, v in results.items() if CHILD_METRIC.match(k)}
         assert len(expected) == (3 + 3) + (3 + 2) + 4  # test, train (no rank), times
         got = {k: child.data.metrics[k] for k in expected}
