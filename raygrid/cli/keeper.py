@@ -144,7 +144,15 @@ class _Keeper:
             except ray.exceptions.GetTimeoutError:
                 continue  # still starting
             except Exception:
-                self.workers[name] = self._start(name)
+                try:
+                    self.workers[name] = self._start(name)
+                except ray.exceptions.ActorAlreadyExistsError:
+                    # Ray frees a dead actor's name a moment after it reports the death:
+                    # take the actor now holding it, or try again at the next check.
+                    with contextlib.suppress(ValueError):
+                        self.workers[name] = ray.get_actor(name, namespace=kept_alive.NAMESPACE)
+                    continue
+                print(f"raygrid keeper: replaced the lost warm worker {name}", flush=True)
                 self.workers[name].preload.remote(PRELOAD)
 
 

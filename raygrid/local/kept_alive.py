@@ -16,8 +16,13 @@ is gone is removed and the search starts a local Ray as usual.
 
 The warm workers serve one search at a time: a search takes them with a *lease*, an
 exclusive lock on the ``lease`` file next to the state file, and gives them back when it
-ends (the lock also goes when its process dies). A search that finds them taken waits
-for them. A search with another slot size (``num_cpus_per_task`` other than 1, or GPUs)
+ends (the lock also goes when its process dies); the holder writes its process id and
+command line in the file. A search that finds them taken says whose they are and waits for
+them, at most ``RAYGRID_LEASE_TIMEOUT`` seconds (default 3600), then fails with a
+``TimeoutError`` that names the holder. A search that fails gives the workers back warm
+(those still busy after a few seconds are stopped; the keeper starts them again). While a
+search holds them, what its fits print reaches that search's terminal, not the keeper's
+log (see :mod:`raygrid.local.quiet`). A search with another slot size (``num_cpus_per_task`` other than 1, or GPUs)
 stops the warm workers for its own; the keeper starts them again once it has ended.
 
 The keeper stops the cluster (every process of it) and removes the state file when no
@@ -52,6 +57,10 @@ NAMESPACE = "raygrid-kept-alive"
 UP_SECONDS = 180.0
 # How long `raygrid down` gives the keeper to stop its Ray before killing what is left.
 DOWN_SECONDS = 20.0
+# How long a search waits for another search's lease on the warm workers
+# (RAYGRID_LEASE_TIMEOUT, in seconds, overrides it).
+LEASE_TIMEOUT_ENV = "RAYGRID_LEASE_TIMEOUT"
+LEASE_TIMEOUT = 3600.0
 
 # The kept-alive cluster this process joined (its GCS address), and the threads that
 # hold its lease (a search nested in one of them takes workers of its own).
@@ -224,6 +233,20 @@ def join() -> bool:
     return True
 
 
+def joined() -> bool:
+    """Whether this process is connected to the kept-alive cluster it joined.
+
+    Returns
+    -------
+    bool
+    """
+    import ray
+
+    if not _joined or not ray.is_initialized():
+        return False
+    return ray.get_runtime_context().gcs_address == _joined["gcs_address"]
+
+
 class Lease:
     """This process's hold on the kept-alive cluster's warm workers, for one search.
 
@@ -286,16 +309,69 @@ def lease_workers() -> Lease | None:
         return None
     fd = os.open(_lease_path(), os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        _wait_for_lease(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.utime(fd)
+    return Lease(fd, _warm_actors(), _joined["warm"])
+
+
+def holds_lease() -> bool:
+    """Whether a search in this process holds the kept-alive cluster's warm workers.
+
+    Returns
+    -------
+    bool
+    """
+    return bool(_holders)
+
+
+def _holder_text() -> str:
+    """Who holds the lease, as its holder wrote it in the lease file."""
+    try:
+        holder = json.loads(_lease_path().read_text())
+        since = time.strftime("%H:%M:%S", time.localtime(holder["since"]))
+        return f"process {holder['pid']} ({shorten_command(holder['command'])}, since {since})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def shorten_command(command: list[str]) -> str:
+    """A process's command line, shortened for one line of text."""
+    text = " ".join(command)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _wait_for_lease(fd: int) -> None:
+    """Lock the lease file, waiting at most the lease timeout; then say who holds it."""
+    try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        limit = float(os.environ.get(LEASE_TIMEOUT_ENV) or LEASE_TIMEOUT)
+        holder = _holder_text()
         print(
-            "raygrid: another search is using the kept-alive cluster's workers; waiting for them",
+            f"raygrid: the kept-alive cluster's workers are in use by {holder}; "
+            f"waiting for them (at most {limit:g} s, {LEASE_TIMEOUT_ENV})",
             file=sys.stderr,
             flush=True,
         )
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    os.utime(fd)
-    return Lease(fd, _warm_actors(), _joined["warm"])
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"raygrid: waited {limit:g} s for the kept-alive cluster's workers, "
+                        f"still in use by {holder}; set {LEASE_TIMEOUT_ENV} to wait longer, "
+                        "or stop that search (or the cluster: raygrid down)"
+                    ) from None
+                time.sleep(0.2)
+    me = {"pid": os.getpid(), "command": sys.argv or [sys.executable], "since": time.time()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
 
 
 def _warm_actors() -> list[Any]:
@@ -340,7 +416,14 @@ def up(
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(directory / "up.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        stale = read_state()
         state = live_state()
+        if stale is not None and state is None and not state_path().exists():
+            print(
+                f"raygrid up: removed the state file of a cluster that is gone "
+                f"(keeper {stale.get('keeper_pid')}, {stale.get('address')})",
+                file=out,
+            )
         if state is not None:
             print(f"raygrid up: already up at {state['address']} ({_describe(state)})", file=out)
             return 0

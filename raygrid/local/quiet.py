@@ -120,11 +120,23 @@ class _WorkerLogFilter:
     def __init__(self, forward: Any, fit_printer: Any = None) -> None:
         self.forward = forward
         self.fit_printer = fit_printer
+        # This driver's job when it also hears other jobs' lines (a kept-alive cluster).
+        self.own_job: str | None = None
         self.show_all = False
         self.markers: set[tuple[str, str, bool]] = set()
         self.arrived = threading.Condition()
 
     def __call__(self, data: dict[str, Any]) -> None:
+        job = data.get("job")
+        if self.own_job is not None and job and job != self.own_job:
+            # Another job's lines reach this driver only on a kept-alive cluster: those of
+            # its warm workers (started by its keeper) while a search here holds them.
+            from raygrid.local import kept_alive
+
+            if not (str(data.get("actor_name", "")).startswith(_WORKER_CLASS)):
+                return
+            if not kept_alive.holds_lease():
+                return
         lines = data.get("lines") or []
         kept = [line for line in lines if not line.startswith(_MARKER)]
         if len(kept) < len(lines):
@@ -201,8 +213,28 @@ def install(show_all: bool = False) -> None:
                 handler = _WorkerLogFilter(handler, print_fit_lines)
             if isinstance(handler, _WorkerLogFilter):
                 handler.show_all = show_all
+                handler.own_job = _hear_warm_workers()
             handlers.append((name, handler))
         dispatcher.handlers = handlers
+
+
+def _hear_warm_workers() -> str | None:
+    """On a kept-alive cluster, have Ray hand this driver every job's lines; its job.
+
+    The warm workers belong to the keeper's job, whose lines Ray forwards to the keeper
+    only; this driver takes those of the workers it holds (see ``_WorkerLogFilter``).
+    """
+    from raygrid.local import kept_alive
+
+    if not kept_alive.joined():
+        return None
+    try:
+        from ray._private.worker import global_worker
+
+        global_worker._filter_logs_by_job = False
+        return global_worker.current_job_id.hex()
+    except (ImportError, AttributeError):  # a Ray without this switch: lines stay there
+        return None
 
 
 def print_marker(token: str) -> str:

@@ -39,6 +39,9 @@ _TARGET_CALL_SECONDS = 0.2
 _MAX_BATCH = 256
 # A worker whose resident memory passes this after a batch is replaced by a fresh one.
 WORKER_MAX_RSS = 4 * 2**30
+# How long a failed search gives a kept-alive cluster's warm workers to finish the fits
+# they were given, before they are killed (and started again, cold, by the keeper).
+WARM_GRACE_SECONDS = 10.0
 
 
 def default_slots(capacity: int) -> int:
@@ -135,8 +138,9 @@ def run_tasks(
         if fit_timeout is not None:
             scheduler.set_timeout(fit_timeout, on_timeout)
         scheduler.run(deque(tasks))
-    except BaseException:
-        pool.shutdown()
+    except BaseException as exc:
+        # A search that fails (not one interrupted) leaves a kept-alive cluster warm.
+        pool.shutdown(grace=0.0 if isinstance(exc, KeyboardInterrupt) else WARM_GRACE_SECONDS)
         raise
 
 
@@ -316,8 +320,8 @@ def refit_on_pool(
                         f"worker (max_retries={max_retries}); last cause: "
                         f"{describe_loss(exc)}."
                     ) from exc
-    except BaseException:
-        pool.shutdown()
+    except BaseException as exc:
+        pool.shutdown(grace=0.0 if isinstance(exc, KeyboardInterrupt) else WARM_GRACE_SECONDS)
         raise
     raise AssertionError("unreachable")
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import ray
 
-from raygrid.local import kept_alive, ray_private, teardown
+from raygrid.local import kept_alive, quiet, ray_private, teardown
 from raygrid.run.worker import FitWorker
 
 # Idle workers are kept this long after a search, for the next one to start warm.
@@ -196,6 +196,7 @@ class WorkerPool:
                 for actor in actors:
                     if id(actor) not in warm:
                         _kill(actor)
+            quiet.drain(lease.actors)  # their lines reach this driver while it holds them
             lease.give_back()
         with self._lock:
             if not self.actors or self.session != WorkerPool._session:
@@ -342,15 +343,25 @@ class WorkerPool:
             self.actors = [a for a in self.actors if a is not actor]
         _kill(actor)
 
-    def shutdown(self) -> None:
-        """Kill every worker now (pending and running fits included) and forget the pool."""
+    def shutdown(self, grace: float = 0.0) -> None:
+        """Kill every worker now (pending and running fits included) and forget the pool.
+
+        With ``grace`` (seconds), the warm workers of a kept-alive cluster that finish
+        what they were given within it are given back warm instead of killed.
+        """
         with self._lock:
             if self in self._idle:
                 self._idle.remove(self)
             self._cancel_timer()
-        self._kill_all()
         lease, self.lease = self.lease, None
+        if lease is not None and grace > 0:
+            lease.actors = _finished(lease.actors, grace)
+            kept = {id(actor) for actor in lease.actors}
+            with self._actors_lock:
+                self.actors = [a for a in self.actors if id(a) not in kept]
+        self._kill_all()
         if lease is not None:
+            quiet.drain(lease.actors)
             lease.give_back()
 
     def _kill_all(self) -> None:
@@ -358,6 +369,15 @@ class WorkerPool:
             actors, self.actors = self.actors, []
         for actor in actors:
             _kill(actor)
+
+
+def _finished(actors: list[Any], timeout: float) -> list[Any]:
+    """Those of ``actors`` whose queued calls have all ended within ``timeout`` seconds."""
+    if not actors:
+        return []
+    refs = {actor.__ray_ready__.remote(): actor for actor in actors}  # queued after them
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+    return [refs[ref] for ref in ready]
 
 
 def new_worker(spec: SlotSpec, **options: Any) -> Any:

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     from sklearn.linear_model import Ridge
 
     from raygrid import RayGridSearchCV
-    from raygrid.run.execute import start_local
+    from raygrid.local.connect import start_local
 
 
     class TalkingRidge(Ridge):

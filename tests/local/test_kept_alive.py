@@ -182,6 +182,47 @@ def test_state_file_is_private_and_a_stale_one_is_removed(tmp_path, monkeypatch)
     assert not path.exists()
 
 
+def _dead_pid():
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    return int(gone.stdout)
+
+
+def test_down_with_a_stale_state_file_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(kept_alive.STATE_DIR_ENV, str(tmp_path))
+    kept_alive.write_state(
+        {"address": "127.0.0.1:1", "keeper_pid": _dead_pid(), "keeper_started": 0.0}
+    )
+    assert cli.main(["down"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "raygrid down: the cluster at 127.0.0.1:1 was gone; removed its state file"
+    ]
+    assert not kept_alive.state_path().exists()
+
+
+def test_a_lease_wait_names_the_holder_and_has_a_time_limit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(kept_alive.STATE_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(kept_alive.LEASE_TIMEOUT_ENV, "0.5")
+    holder = os.open(tmp_path / "lease", os.O_RDWR | os.O_CREAT, 0o600)
+    waiter = os.open(tmp_path / "lease", os.O_RDWR)
+    try:
+        kept_alive._wait_for_lease(holder)  # takes it, and says who holds it
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=f"still in use by process {os.getpid()} "):
+            kept_alive._wait_for_lease(waiter)
+        assert 0.5 <= time.monotonic() - started < 5
+        err = capsys.readouterr().err
+        assert f"in use by process {os.getpid()} (" in err and "at most 0.5 s" in err
+    finally:
+        os.close(waiter)
+        os.close(holder)
+
+
 def test_a_search_not_on_the_kept_alive_cluster_takes_no_lease(tmp_path, monkeypatch):
     monkeypatch.setenv(kept_alive.STATE_DIR_ENV, str(tmp_path))
     assert kept_alive.lease_workers() is None  # this process runs the session's own Ray
@@ -221,6 +262,7 @@ def test_up_starts_a_detached_cluster_and_says_where(cluster):
     assert {"gcs_server", "raylet"} <= names
     again = _raygrid(cluster["dir"], "up")
     assert again.returncode == 0 and "already up" in again.stdout
+    assert len(again.stdout.splitlines()) == 1 and again.stderr == ""
     assert _state(cluster["dir"])["keeper_pid"] == keeper.pid
 
 
@@ -257,7 +299,10 @@ SLOW_JOB = textwrap.dedent(
 
         def fit(self, X, y):
             open(os.path.join(MARKS, "fits-began"), "a").close()
-            time.sleep(0.5)
+            deadline = time.time() + 120  # the test says "go" once the second script waits
+            while not os.path.exists(os.path.join(MARKS, "go")) and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)
             self.mean_ = float(np.mean(y)) * self.alpha
             return self
 
@@ -288,22 +333,113 @@ def test_a_second_script_waits_for_the_first_to_give_the_workers_back(cluster, t
     while not (tmp_path / "fits-began").exists():  # the first search holds the lease
         assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
         time.sleep(0.05)
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    with open(tmp_path / "second.err", "w+") as second_err:
+        second = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=second_err, text=True
+        )
+        while "waiting for them" not in (tmp_path / "second.err").read_text():
+            assert second.poll() is None and time.monotonic() < deadline + 120
+            time.sleep(0.05)
+        (tmp_path / "go").touch()  # the first search's fits end; it gives the workers back
+        second_out, _ = second.communicate(timeout=240)
+        second_err.seek(0)
+        second_stderr = second_err.read()
     out, err = first.communicate(timeout=240)
     runs = []
     for code, stdout, stderr in (
         (first.returncode, out.decode(), err.decode()),
-        (second.returncode, second.stdout, second.stderr),
+        (second.returncode, second_out, second_stderr),
     ):
         lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
         assert code == 0 and lines, stderr[-3000:]
         runs.append(json.loads(lines[-1].removeprefix("RESULT ")))
-    assert "waiting for them" in second.stderr
+    waited = [line for line in second_stderr.splitlines() if "waiting for them" in line]
+    assert len(waited) == 1 and f"in use by process {first.pid} (" in waited[0], second_stderr
     # The second search's fits all began after the first's had ended, on the same workers.
     assert min(runs[1]["starts"]) >= max(runs[0]["ends"])
     warm = {p.pid for p in kept_alive.session_processes(cluster["state"]["keeper_pid"])}
     assert set(runs[0]["pids"]) <= warm and set(runs[1]["pids"]) <= warm
     assert runs[0]["best"] == runs[1]["best"] == {"alpha": 0.5}
+
+
+# A search whose fits print and warn; with FAIL, the fit with alpha=10 raises.
+TALKING_JOB = textwrap.dedent(
+    """
+    import sys, warnings
+    import numpy as np
+    from sklearn.linear_model import Ridge
+    from raygrid import RayGridSearchCV
+
+    class Talking(Ridge):
+        def fit(self, X, y):
+            print(f"fit says alpha={self.alpha}", flush=True)
+            warnings.warn(f"fit warns alpha={self.alpha}", UserWarning)
+            if FAIL and self.alpha == 10.0:
+                raise ValueError("planned failure")
+            return super().fit(X, y)
+
+    X, y = np.arange(40.0).reshape(20, 2), np.arange(20.0)
+    search = RayGridSearchCV(Talking(), {"alpha": [0.1, 10.0]}, cv=2, error_score="raise",
+                             progress=False, refit=False)
+    search.fit(X, y)
+    """
+)
+
+
+@pytest.mark.slow
+def test_fit_prints_and_warnings_reach_the_scripts_terminal(cluster, tmp_path):
+    script = tmp_path / "talking.py"
+    script.write_text("FAIL = False\n" + TALKING_JOB)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=_env(cluster["dir"]),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = sorted(line for line in done.stdout.splitlines() if line.startswith("fit says"))
+    assert printed == ["fit says alpha=0.1"] * 2 + ["fit says alpha=10.0"] * 2, done.stdout
+    assert done.stderr.count("UserWarning: fit warns alpha=") == 4, done.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_search_leaves_the_warm_workers_warm(cluster, tmp_path):
+    job = tmp_path / "train.py"
+    job.write_text(JOB)
+    before = _run_job(cluster["dir"], job)
+    failing = tmp_path / "failing.py"
+    failing.write_text("FAIL = True\n" + TALKING_JOB)
+    done = subprocess.run(
+        [sys.executable, str(failing)],
+        env=_env(cluster["dir"]),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode != 0 and "planned failure" in done.stderr
+    after = _run_job(cluster["dir"], job)
+    assert after["pids"] == before["pids"]  # the same processes: still warm
+    assert after["tf_before_every_fit"]
+
+
+@pytest.mark.slow
+def test_a_warm_worker_killed_between_scripts_is_replaced(cluster, tmp_path):
+    job = tmp_path / "train.py"
+    job.write_text(JOB)
+    before = _run_job(cluster["dir"], job)
+    killed = before["pids"][0]
+    psutil.Process(killed).kill()
+    deadline = time.monotonic() + 120
+    while True:  # the keeper checks its workers every few seconds and starts a new one
+        time.sleep(3)
+        after = _run_job(cluster["dir"], job)
+        replaced = killed not in after["pids"] and len(after["pids"]) == 2
+        if (replaced and after["tf_before_every_fit"]) or time.monotonic() > deadline:
+            break
+    assert replaced and after["tf_before_every_fit"], after
+    warm = {p.pid for p in kept_alive.session_processes(cluster["state"]["keeper_pid"])}
+    assert set(after["pids"]) <= warm
 
 
 @pytest.mark.slow
