@@ -7,6 +7,10 @@ fit with an error naming it.
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from compare import assert_cv_results_equal
@@ -15,6 +19,7 @@ from sklearn.datasets import make_regression
 from sklearn.model_selection import GridSearchCV
 
 from raygrid import RayGridSearchCV
+from raygrid.cli import main as cli
 from raygrid.store import compaction
 from raygrid.store.journal import MANIFEST
 from raygrid.store.live import live_output
@@ -109,3 +114,72 @@ def test_results_are_refreshed_in_the_bucket_while_the_search_runs(s3_server, s3
     assert "partial" not in json.loads(
         s3_server.client().get_object(Bucket=s3_bucket, Key="out/search.json")["Body"].read()
     )
+
+
+@pytest.fixture
+def s3_checking_credentials(tmp_path):
+    """A second moto S3 server that checks credentials (it knows none): its host:port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "moto did not start"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_wrong_credentials_fail_before_any_fit(s3_checking_credentials, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    where = f"s3://bucket/journal?endpoint_override={s3_checking_credentials}&scheme=http"
+    search = RayGridSearchCV(SlowRidge(marker_dir=str(markers)), GRID, cv=3, results_dir=where)
+    with pytest.raises(ValueError, match="Access Key Id you provided does not exist") as info:
+        search.fit(X, y)
+    assert "AWS_ACCESS_KEY_ID" in str(info.value)
+    assert _fits(markers) == 0
+
+
+SPEC = """
+[estimator]
+class = "sklearn.linear_model.Ridge"
+
+[search]
+param_grid = {{ alpha = [0.1, 1.0] }}
+cv = 3
+
+[data]
+generator = "make_regression"
+
+[output]
+path = "{output}"
+"""
+
+
+def test_run_with_an_output_in_a_missing_bucket_fits_nothing(
+    s3_server, tmp_path, capsys, monkeypatch
+):
+    import raygrid.spec.search_spec
+
+    def no_data(*args):
+        raise AssertionError("the data was loaded before the output was checked")
+
+    monkeypatch.setattr(raygrid.spec.search_spec, "_load_data", no_data)
+    spec = tmp_path / "spec.toml"
+    output = "s3://raygrid-no-such-bucket/results"
+    spec.write_text(SPEC.format(output=output))
+    assert cli.main(["run", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert f"raygrid run: cannot write results to {output}" in err
+    assert "bucket does not exist" in err
