@@ -183,3 +183,61 @@ def test_run_with_an_output_in_a_missing_bucket_fits_nothing(
     err = capsys.readouterr().err
     assert f"raygrid run: cannot write results to {output}" in err
     assert "bucket does not exist" in err
+
+
+DRIVER = """
+import sys, ray
+sys.path.insert(0, {tests!r})
+from estimators import SlowRidge
+from sklearn.datasets import make_regression
+from raygrid import RayGridSearchCV
+ray.init(address={address!r}, log_to_driver=False,
+         runtime_env={{"env_vars": {{"PYTHONPATH": {tests!r}}}}})
+X, y = make_regression(n_samples=60, n_features=4, noise=1.0, random_state=0)
+RayGridSearchCV(SlowRidge(delay=0.4), {grid!r}, cv=3, results_dir={uri!r},
+                progress=False).fit(X, y)
+"""
+
+
+def _all_cpus_free():
+    import ray
+
+    return ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU")
+
+
+def _wait(condition, what, proc=None, timeout=120):
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc is None or proc.poll() is None, f"the driver exited before {what}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_driver_killed_mid_search_resumes_from_the_bucket(s3_server, s3_bucket, tmp_path):
+    import ray
+
+    from raygrid.run.execute import release_workers
+
+    grid = {"alpha": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]}
+    uri = f"s3://{s3_bucket}/journal"
+    release_workers()  # this process's warm workers would hold every CPU
+    _wait(_all_cpus_free, "this process's workers to go away")
+    script = tmp_path / "driver.py"
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    address = ray.get_runtime_context().gcs_address
+    script.write_text(DRIVER.format(tests=tests, address=address, grid=grid, uri=uri))
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        _wait(lambda: len(s3_server.keys(s3_bucket, "journal/part-")) >= 3, "parts", proc)
+        os.kill(proc.pid, 9)
+    finally:
+        proc.kill()
+        proc.wait()
+    _wait(_all_cpus_free, "the killed driver's workers to go away")
+    resumed = RayGridSearchCV(SlowRidge(delay=0.4), grid, cv=3, results_dir=uri).fit(X, y)
+    n_resumed = int(resumed.tasks_["resumed"].sum())
+    assert 0 < n_resumed < 18, n_resumed
+    reference = GridSearchCV(SlowRidge(), grid, cv=3).fit(X, y)
+    assert_cv_results_equal(scores_only(resumed.cv_results_), scores_only(reference.cv_results_))
+    again = RayGridSearchCV(SlowRidge(delay=0.4), grid, cv=3, results_dir=uri).fit(X, y)
+    assert again.tasks_["resumed"].all()
