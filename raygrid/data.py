@@ -142,15 +142,12 @@ def read_parquet(
     except Exception as exc:
         raise ValueError(f"read_parquet({uri!r}): cannot read it as Parquet: {exc}") from None
     names = schema.names
-    for key, name in [("target", target), ("groups", groups)] + [
-        (f"columns[{i}]", c) for i, c in enumerate(columns or [])
-    ]:
-        if name is not None and name not in names:
-            hint = difflib.get_close_matches(name, names, n=1)
-            raise ValueError(
-                f"read_parquet({uri!r}): {key}={name!r} is not a column of the file"
-                + (f" (did you mean {hint[0]!r}?)" if hint else f"; columns: {names}")
-            )
+    _check_columns(
+        uri,
+        names,
+        [("target", target), ("groups", groups)]
+        + [(f"columns[{i}]", c) for i, c in enumerate(columns or [])],
+    )
     if target is not None and _has_nulls(metadata, names.index(target)):
         raise MissingTargetValues(
             f"read_parquet({uri!r}): target column {target!r} has missing values; drop "
@@ -160,6 +157,17 @@ def read_parquet(
     if not features:
         raise ValueError(f"read_parquet({uri!r}): no feature columns besides target and groups")
     return ParquetData(uri, target, features, groups, metadata.num_rows, _version(where, info))
+
+
+def _check_columns(uri: str, names: list[str], named: list[tuple[str, str | None]]) -> None:
+    """Raise a ValueError naming the first ``(parameter, column)`` not in ``names``."""
+    for key, name in named:
+        if name is not None and name not in names:
+            hint = difflib.get_close_matches(name, names, n=1)
+            raise ValueError(
+                f"read_parquet({uri!r}): {key}={name!r} is not a column of the file"
+                + (f" (did you mean {hint[0]!r}?)" if hint else f"; columns: {names}")
+            )
 
 
 def _has_nulls(metadata: Any, column: int) -> bool:

@@ -209,9 +209,8 @@ class RaySearchMixin(BaseSearchCV):
         # 1. Validate what scikit-learn validates before fitting, and raygrid's options.
         slot = self._slot()
         scorers, refit_metric = self._get_scorers()
-        lazy = isinstance(X, ParquetData)
-        if lazy:  # the workers read X (and y); the driver, y alone if the splits need it
-            y = lazy_data.driver_target(X, y, self.cv, self.estimator)
+        # A lazy X (raygrid.data) is read by the workers; here, y alone if the splits need it.
+        y = lazy_data.driver_target(X, y, self.cv, self.estimator)
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
         routed = self._get_routed_params_for_fit(params)
@@ -229,8 +228,6 @@ class RaySearchMixin(BaseSearchCV):
 
         # 2. A Ray session, warm workers, and the search's data in the object store once.
         data = self._connect_and_describe(X, y, scorers, routed)
-        if lazy:  # workers replace X (and y, the target column read here) by the file's
-            data.node_data = uuid.uuid4().hex
         tracking = TrackingSession.from_option(self._ray_option("tracking"))
         with _SearchRun(self, slot, self._n_slots(slot), data, routed, tracking) as run:
             # 3. The subclass decides which candidates to evaluate, in waves.
@@ -278,6 +275,8 @@ class RaySearchMixin(BaseSearchCV):
             score_params=dict(routed.scorer.score),
             return_train_score=self.return_train_score,
             error_score=self.error_score,
+            # Workers replace a lazy X (and y, the target read here) by the file's.
+            node_data=uuid.uuid4().hex if isinstance(X, ParquetData) else None,
         )
 
     def _choose_best_and_refit(self, run: _SearchRun, refit_metric: str, root_ctx) -> None:
