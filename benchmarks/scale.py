@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-tune", action="store_true")
+    parser.add_argument("--skip-fits", action="store_true", help="only the RSS part")
     args = parser.parse_args()
 
     print(f"load before: {os.getloadavg()}", flush=True)
@@ -215,6 +216,8 @@ def main() -> None:
             f"{rss['wall_s']:.1f} s",
             flush=True,
         )
+    if args.skip_fits:
+        return
     X, y = make_classification(n_samples=100, n_features=5, random_state=0)
     ray.init(include_dashboard=False, log_to_driver=False)
     raygrid_plain(X, y, 1000)  # warm workers, as in a session

@@ -19,7 +19,11 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ParquetData", "read_parquet"]
+__all__ = ["MissingTargetValues", "ParquetData", "read_parquet"]
+
+
+class MissingTargetValues(ValueError):
+    """The target column has missing values (counted in the file's footer, or read)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class ParquetData:
         if self.target is not None:
             target = frame.pop(self.target)
             if target.isna().any():
-                raise ValueError(
+                raise MissingTargetValues(
                     f"read_parquet({self.uri!r}): target column {self.target!r} has missing "
                     "values; drop those rows or fill them."
                 )
@@ -145,7 +149,7 @@ def read_parquet(
         + [(f"columns[{i}]", c) for i, c in enumerate(columns or [])],
     )
     if target is not None and _has_nulls(metadata, names.index(target)):
-        raise ValueError(
+        raise MissingTargetValues(
             f"read_parquet({uri!r}): target column {target!r} has missing values; drop "
             "those rows or fill them."
         )
@@ -156,7 +160,7 @@ def read_parquet(
 
 
 def _check_columns(uri: str, names: list[str], named: list[tuple[str, str | None]]) -> None:
-    """Every ``(argument, column)`` of ``named`` names a column of the file."""
+    """Raise a ValueError naming the first ``(parameter, column)`` not in ``names``."""
     for key, name in named:
         if name is not None and name not in names:
             hint = difflib.get_close_matches(name, names, n=1)

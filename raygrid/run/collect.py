@@ -69,11 +69,14 @@ class Collector:
         if self.journal is None:
             return list(self.tasks)
         done = self.journal.load()
+        texts: dict[int, str] = {}  # each candidate's parameters as the journal holds them
         for task, key in zip(self.tasks, self.keys, strict=True):
             row = done.get(key)
             if row is None or (row["fit_error"] and self.error_score == "raise"):
                 continue
-            if not _same_params(row["params"], task.params):
+            if task.candidate not in texts:
+                texts[task.candidate] = params_text(task.params)
+            if not _same_params(row["params"], texts[task.candidate]):
                 warnings.warn(
                     f"results_dir: the journal's record {key} holds parameters "
                     f"{row['params']} under the key of {task.params}; it is not used and "
@@ -182,13 +185,12 @@ def _place(task: Task) -> tuple[int, int, dict[str, Any]]:
     return task.candidate, task.split, task.params
 
 
-def _same_params(journaled: str, params: dict[str, Any]) -> bool:
-    """Whether a journal row's ``params`` text is that of ``params``.
+def _same_params(journaled: str, text: str) -> bool:
+    """Whether a journal row's ``params`` text is ``text`` (a task's :func:`params_text`).
 
     Parameters whose text names a memory address (objects without a stable repr) cannot
     be compared across processes; the key, which hashes their content, vouches for them.
     """
-    text = params_text(params)
     return journaled == text or " at 0x" in text
 
 

@@ -52,13 +52,18 @@ def splitter_needs_y(cv: Any, estimator: Any) -> bool:
 
 
 def driver_target(handle: Any, y: Any, cv: Any, estimator: Any) -> Any:
-    """The ``y`` the driver splits with: the handle's target column, or None.
+    """The ``y`` the driver splits with: with a lazy ``handle`` (:mod:`raygrid.data`), its
+    target column or None; otherwise ``y`` as given.
 
     Raises
     ------
     ValueError
         If ``y`` is given as well (the handle names its target).
     """
+    from raygrid.data import ParquetData
+
+    if not isinstance(handle, ParquetData):
+        return y
     if y is not None:
         raise ValueError(
             "fit(X, y): X is a raygrid.data handle, which names its target column "

@@ -194,9 +194,8 @@ class RaySearchMixin(BaseSearchCV):
         # 1. Validate what scikit-learn validates before fitting, and raygrid's options.
         slot = self._slot()
         scorers, refit_metric = self._get_scorers()
-        lazy = isinstance(X, ParquetData)
-        if lazy:  # the workers read X (and y); the driver, y alone if the splits need it
-            y = lazy_data.driver_target(X, y, self.cv, self.estimator)
+        # A lazy X (raygrid.data) is read by the workers; here, y alone if the splits need it.
+        y = lazy_data.driver_target(X, y, self.cv, self.estimator)
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
         routed = self._get_routed_params_for_fit(params)
@@ -211,7 +210,7 @@ class RaySearchMixin(BaseSearchCV):
         self._check_picklable(scorers, params)
 
         # 2. A Ray session, warm workers, and the search's data in the object store once.
-        data = self._connect_and_describe(X, y, scorers, routed, lazy)
+        data = self._connect_and_describe(X, y, scorers, routed)
         tracking = TrackingSession.from_option(self._ray_option("tracking"))
         with _SearchRun(self, slot, self._n_slots(slot), data, routed, tracking) as run:
             # 3. The subclass decides which candidates to evaluate, in waves.
@@ -251,12 +250,8 @@ class RaySearchMixin(BaseSearchCV):
         validate.check_picklable("scoring", scorers)
         validate.check_picklable("fit params", validate.non_array_values(params))
 
-    def _connect_and_describe(self, X, y, scorers, routed, lazy=False) -> SearchData:
-        """Join or start Ray (shipping the user's own modules where needed); the data.
-
-        With ``lazy`` (X a :mod:`raygrid.data` handle), workers replace X (and y, the
-        target column the driver read) by the file's, once per node.
-        """
+    def _connect_and_describe(self, X, y, scorers, routed) -> SearchData:
+        """Join or start Ray (shipping the user's own modules where needed); the data."""
         if not connect.connect(self._ray_option("ray_address")):
             shipping.ship_local_modules(self.estimator, scorers, routed)
         quiet.install(show_all=self.verbose >= 10)  # framework start-up lines too
@@ -271,7 +266,8 @@ class RaySearchMixin(BaseSearchCV):
             error_score=self.error_score,
             allow_logical_gpus=devices.allow_logical_gpus(),
             context=_caller_context(),
-            node_data=uuid.uuid4().hex if lazy else None,
+            # Workers replace a lazy X (and y, the target read here) by the file's.
+            node_data=uuid.uuid4().hex if isinstance(X, ParquetData) else None,
         )
 
     def _choose_best_and_refit(self, run: _SearchRun, refit_metric: str, root_ctx) -> None:

@@ -224,6 +224,9 @@ class _SearchRun:
         n_slots = max(1, min(self.n_slots, len(units)))
         pre_dispatch = getattr(search, "pre_dispatch", "2*n_jobs")
         max_in_flight = validate.resolve_pre_dispatch(pre_dispatch, n_slots, len(tasks))
+        if not units:  # every fit was journaled: no worker is needed for this wave
+            collect.close()
+            return self._after_wave(tasks, collect)
         self._start()
         try:
             execute.run_tasks(
@@ -239,6 +242,10 @@ class _SearchRun:
             )
         finally:
             collect.close()
+        return self._after_wave(tasks, collect)
+
+    def _after_wave(self, tasks: list[Task], collect: Collector) -> list[FitRecord]:
+        """Keep the states a halving search's next iteration continues from; the records."""
         if self.continued is not None:
             param = self.continued
             self.states = {
@@ -383,6 +390,9 @@ class _SearchRun:
         if self.journal is None:
             return None
         split_keys = journal_lib.split_fingerprints(splits)
-        return [
-            journal_lib.task_key(self.search_key, t.params, split_keys[t.split]) for t in tasks
-        ]
+        return journal_lib.task_keys(
+            self.search_key,
+            [(t.candidate, t.params, t.split) for t in tasks],
+            split_keys,
+            self.journal.format,
+        )

@@ -365,11 +365,15 @@ def _load_table_data(file: str, data: DataSpec) -> LoadedData:
 
 def _lazy_parquet_data(file: str, data: DataSpec) -> LoadedData:
     """A Parquet ``[data].path`` as a handle the workers read; only its footer is read."""
-    from raygrid.data import read_parquet
+    from raygrid.data import MissingTargetValues, read_parquet
 
     try:
         handle = read_parquet(data.path, data.target, data.features, data.groups)
         fit_params = {} if data.groups is None else {"groups": handle.column(data.groups)}
+    except MissingTargetValues:
+        raise SpecError(
+            file, [("[data].target", f"column {data.target!r} has missing values")]
+        ) from None
     except Exception as exc:
         raise SpecError(
             file, [("[data].path", f"cannot read {data.path} as parquet: {error_line(exc)}")]

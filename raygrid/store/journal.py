@@ -38,7 +38,10 @@ from raygrid.store.location import Location
 from raygrid.store.record import OPTIONAL_ROW_TYPES, ROW_TYPES, FitRecord
 
 MANIFEST = "raygrid-journal.json"
-FORMAT = "raygrid-journal/2"
+# Format 3 keys a task by a SHA-1 of its parameters' JSON text when they are plain
+# values (see :func:`task_keys`); format 2 (release 0.1.0) always by joblib's hash.
+FORMAT = "raygrid-journal/3"
+FORMAT_2 = "raygrid-journal/2"
 _PART_PREFIX, _PART_SUFFIX = "part-", ".parquet"
 
 _COLUMNS = {"key": "string", "candidate": "int64", "split": "int64", "params": "string"}
@@ -62,8 +65,47 @@ def split_fingerprints(splits: list[tuple[np.ndarray, np.ndarray]]) -> list[str]
 
 
 def task_key(search_key: str, params: dict[str, Any], split_key: str) -> str:
-    """The key of one (candidate, split) record."""
+    """The key of one (candidate, split) record in a format-2 journal."""
     return fingerprint(search_key, params, split_key)
+
+
+def task_keys(
+    search_key: str, tasks: list[tuple[int, dict[str, Any], int]], split_keys: list[str], fmt: str
+) -> list[str]:
+    """The keys of ``(candidate, params, split)`` tasks in a journal of format ``fmt``.
+
+    In format 3, parameters made of plain values (str, int, float, bool, None, lists and
+    str-keyed dicts of them) are keyed by their JSON text, hashed once per candidate;
+    others (arrays, estimators, tuples, ...) by joblib's content hash as in format 2.
+    """
+    if fmt == FORMAT_2:
+        return [task_key(search_key, params, split_keys[split]) for _, params, split in tasks]
+    texts: dict[int, str] = {}
+    keys = []
+    for candidate, params, split in tasks:
+        text = texts.get(candidate)
+        if text is None:
+            text = texts[candidate] = (
+                "json:" + json.dumps(params, sort_keys=True)
+                if _plain(params)
+                else "joblib:" + fingerprint(params)
+            )
+        keys.append(hashlib.sha1(f"{search_key}|{text}|{split_keys[split]}".encode()).hexdigest())
+    return keys
+
+
+def _plain(value: Any) -> bool:
+    """Whether JSON text tells ``value`` apart from every other value of these types."""
+    kind = type(value)
+    if kind in (str, int, bool) or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(_plain(v) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    return False
 
 
 class Journal:
@@ -91,6 +133,7 @@ class Journal:
         self.location = Location(path, "results_dir")
         self.path = self.location.uri
         self.search_key = search_key
+        self.format = FORMAT  # that of the journal found there, once checked
         if self.location.is_local and os.path.exists(self.path) and not os.path.isdir(self.path):
             raise ValueError(f"results_dir={self.path!r} is a file, not a directory.")
         self.location.probe()
@@ -108,7 +151,7 @@ class Journal:
                     f"results_dir={self.path!r}: {MANIFEST} is not a raygrid journal "
                     f"manifest ({type(exc).__name__}: {exc}). Use another results_dir."
                 ) from None
-            if owner != FORMAT:
+            if owner not in (FORMAT, FORMAT_2):
                 raise ValueError(
                     f"results_dir={self.path!r}: journal format {owner!r}, expected {FORMAT!r}."
                 )
@@ -118,6 +161,7 @@ class Journal:
                     "different estimator, scoring, data or fit params). Use another "
                     "results_dir, or delete that one to start over."
                 )
+            self.format = owner
             return
         elif any(n.startswith(_PART_PREFIX) for n in where.names()):
             raise ValueError(

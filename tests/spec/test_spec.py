@@ -86,9 +86,11 @@ def test_valid_spec_with_parquet_data(folder: Path) -> None:
         "cv": 3,
         "scoring": "accuracy",
     }
-    data = spec.load_data()
-    assert list(data.X.columns) == ["a", "b", "c", "patient"]
-    assert data.y.tolist() == (np.arange(30) % 2).tolist()
+    data = spec.load_data()  # Parquet: a handle the workers read (raygrid.data)
+    assert data.X.features == ("a", "b", "c", "patient") and data.y is None
+    X, y = data.X.read()
+    assert list(X.columns) == ["a", "b", "c", "patient"]
+    assert y.tolist() == (np.arange(30) % 2).tolist()
     search = spec.build_search(ray_address="127.0.0.1:1")
     assert isinstance(search, RayGridSearchCV)
     assert search.ray_address == "127.0.0.1:1"
