@@ -39,6 +39,7 @@ from raygrid.spec.search_spec import SpecError
 from raygrid.store.live import live_output
 from raygrid.store.location import Location, LocationError
 from raygrid.store.results import read_output, write_output
+from raygrid.text import error_line
 
 REPORT_PROG = "raygrid report"
 
@@ -176,6 +177,8 @@ def _add_run_parser(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from raygrid.run.pool import SlotTooLarge
+
     spec = common.load(args.spec, args.output)
     if spec.output is not None:
         try:  # before any data is read or fit runs: a wrong bucket fails now
@@ -201,6 +204,9 @@ def _run(args: argparse.Namespace) -> int:
             search.fit(data.X, data.y, **data.fit_params)
     except KeyboardInterrupt:
         raise
+    except SlotTooLarge as exc:  # bad input, found before any fit starts
+        print(f"raygrid run: {args.spec}: {error_line(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:
         return common.failed("run", "search failed", exc, args.debug)
     elapsed = time.perf_counter() - started

@@ -57,19 +57,23 @@ def _slots_in(resources: dict[str, float], num_cpus: float, num_gpus: float) -> 
     return 0 if fits == math.inf else fits
 
 
+class SlotTooLarge(ValueError):
+    """No node of the cluster offers one slot's CPUs and GPUs (bad input, not a failure)."""
+
+
 def count_slots(num_cpus: float, num_gpus: float) -> int:
     """How many slots of this size the alive nodes of the cluster can hold at once.
 
     Raises
     ------
-    ValueError
+    SlotTooLarge
         If no node is large enough for even one slot (Ray would wait forever).
     """
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     total = sum(_slots_in(res, num_cpus, num_gpus) for res in nodes)
     if total == 0:
         largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-        raise ValueError(
+        raise SlotTooLarge(
             f"num_cpus_per_task={num_cpus}, num_gpus_per_task={num_gpus}: no node of the "
             f"Ray cluster offers that much (largest node: CPU={largest.get('CPU', 0)}, "
             f"GPU={largest.get('GPU', 0)}). Lower the per-task resources or add nodes."

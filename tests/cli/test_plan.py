@@ -61,6 +61,14 @@ def test_more_gpus_per_fit_than_any_node_has_is_one_line_and_exit_2(tmp_path):
     assert line.startswith("raygrid plan: num_cpus_per_task=1.0, num_gpus_per_task=1.0: no node")
 
 
+def test_run_with_more_gpus_per_fit_than_any_node_has_exits_2_before_any_fit(tmp_path):
+    run, _ = raygrid("run", str(spec_file(tmp_path, "num_gpus_per_task = 1")), cwd=tmp_path)
+    assert run.returncode == 2, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert "num_gpus_per_task=1.0: no node" in last and "Traceback" not in run.stderr
+    assert "Fitting" not in run.stderr + run.stdout
+
+
 def test_an_address_that_does_not_answer_is_one_line_and_exit_2(tmp_path):
     run, elapsed = raygrid("plan", str(SEED), "--address", "127.0.0.1:1", cwd=tmp_path)
     assert run.returncode == 2
