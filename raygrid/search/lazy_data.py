@@ -11,36 +11,27 @@ from __future__ import annotations
 from numbers import Integral
 from typing import Any
 
+from sklearn import model_selection as ms
 from sklearn.base import is_classifier
-from sklearn.model_selection import (
-    GroupKFold,
-    GroupShuffleSplit,
-    KFold,
-    LeaveOneGroupOut,
-    LeaveOneOut,
-    LeavePGroupsOut,
-    LeavePOut,
-    PredefinedSplit,
-    RepeatedKFold,
-    ShuffleSplit,
-    TimeSeriesSplit,
-)
 
 __all__ = ["driver_target", "splitter_needs_y"]
 
 # Splitters whose splits do not depend on y (their subclasses may; exact types only).
-_Y_FREE = (
-    GroupKFold,
-    GroupShuffleSplit,
-    KFold,
-    LeaveOneGroupOut,
-    LeaveOneOut,
-    LeavePGroupsOut,
-    LeavePOut,
-    PredefinedSplit,
-    RepeatedKFold,
-    ShuffleSplit,
-    TimeSeriesSplit,
+_Y_FREE = tuple(
+    getattr(ms, name)
+    for name in (
+        "GroupKFold",
+        "GroupShuffleSplit",
+        "KFold",
+        "LeaveOneGroupOut",
+        "LeaveOneOut",
+        "LeavePGroupsOut",
+        "LeavePOut",
+        "PredefinedSplit",
+        "RepeatedKFold",
+        "ShuffleSplit",
+        "TimeSeriesSplit",
+    )
 )
 
 
