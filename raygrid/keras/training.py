@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows per forward call in :func:`predict`.
 PREDICT_CHUNK = 16384
+#: Forward calls take a multiple of this many rows (see :func:`_forward_padded`).
+PREDICT_PAD = 64
 # What the training loops may watch for a plateau.
 _MONITORS = (None, "loss", "val_loss")
 
@@ -582,7 +584,21 @@ def predict(
             # The traced function itself: skips tf.function's argument binding.
             entry.forward = function.get_concrete_function()
         outputs = [
-            entry.forward(tf.convert_to_tensor(x[start : start + PREDICT_CHUNK])).numpy()
+            _forward_padded(entry.forward, tf, x[start : start + PREDICT_CHUNK])
             for start in range(0, len(x), PREDICT_CHUNK)
         ]
     return np.concatenate(outputs, axis=0)
+
+
+def _forward_padded(forward: Callable, tf: Any, rows: np.ndarray) -> np.ndarray:
+    """``forward(rows)``, with the rows padded to a multiple of :data:`PREDICT_PAD`.
+
+    CPU matrix kernels pick their blocking by the number of rows, and a row's result can
+    differ in the last bit between blockings; a fixed multiple keeps each row's output the
+    same whatever else is predicted with it (scikit-learn's subset and sample-order checks).
+    """
+    n = len(rows)
+    padded = -(-n // PREDICT_PAD) * PREDICT_PAD
+    if padded != n:
+        rows = np.concatenate([rows, np.zeros((padded - n, *rows.shape[1:]), rows.dtype)])
+    return forward(tf.convert_to_tensor(rows)).numpy()[:n]
