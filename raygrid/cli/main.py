@@ -176,6 +176,16 @@ def _add_run_parser(sub: Any) -> None:
 # -- run ----------------------------------------------------------------------------------
 
 
+def _build_search(spec: Any, args: argparse.Namespace) -> Any:
+    """The spec's search, with ``--address`` and ``--verbose`` (progress shown by default)."""
+    overrides: dict[str, Any] = {}
+    if args.verbose is not None:
+        overrides["verbose"] = 1 + args.verbose
+    elif "verbose" not in spec.search_params:
+        overrides["verbose"] = 1
+    return spec.build_search(ray_address=args.address, **overrides)
+
+
 def _run(args: argparse.Namespace) -> int:
     from raygrid.run.pool import SlotTooLarge
 
@@ -186,12 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         except LocationError as exc:
             return common.failed("run", f"cannot write results to {spec.output}", exc, args.debug)
     data = spec.load_data()
-    overrides: dict[str, Any] = {}
-    if args.verbose is not None:
-        overrides["verbose"] = 1 + args.verbose
-    elif "verbose" not in spec.search_params:
-        overrides["verbose"] = 1
-    search = spec.build_search(ray_address=args.address, **overrides)
+    search = _build_search(spec, args)
     n_candidates = len(spec.candidates())
     common.say(
         f"raygrid run: {args.spec}: {spec.estimator_class.__name__}, {n_candidates} candidates"

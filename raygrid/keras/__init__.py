@@ -17,6 +17,8 @@ see :mod:`raygrid.run.prefix`; ``fit_fused``, see :mod:`raygrid.run.fusion`).
   models.
 - :mod:`~raygrid.keras.fused`: many networks of one architecture trained as one stack;
   :mod:`~raygrid.keras.capacity`: how many fit in the memory a worker can spare.
+- :mod:`~raygrid.keras.devices`: what TensorFlow sees (GPUs, their names and memory, the
+  CUDA/cuDNN it was built for and loaded), for the device check and ``raygrid doctor``.
 """
 
 from raygrid.keras.runtime import configure_tensorflow

@@ -5,4 +5,5 @@
 - :mod:`~raygrid.local.teardown`: stopping a local Ray that raygrid started, promptly.
 - :mod:`~raygrid.local.quiet`: workers that print only what the user's fits print.
 - :mod:`~raygrid.local.shipping`: the user's local modules shipped to workers by value.
+- :mod:`~raygrid.local.ray_private`: the one place Ray's private APIs are called from.
 """

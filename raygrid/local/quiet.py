@@ -229,11 +229,10 @@ def _hear_warm_workers() -> str | None:
     if not kept_alive.joined():
         return None
     try:
-        from ray._private.worker import global_worker
-
-        global_worker._filter_logs_by_job = False
-        return global_worker.current_job_id.hex()
-    except (ImportError, AttributeError):  # a Ray without this switch: lines stay there
+        worker = ray_private.global_worker()
+        worker._filter_logs_by_job = False
+        return worker.current_job_id.hex()
+    except (ray_private.RayApiMissing, AttributeError):  # no such switch: lines stay there
         return None
 
 

@@ -55,6 +55,11 @@ def stdstream_dispatcher() -> Any:
     return _get("ray._private.ray_logging", "global_worker_stdstream_dispatcher")
 
 
+def global_worker() -> Any:
+    """Ray's ``global_worker`` of this process (its log filter, its job id)."""
+    return _get("ray._private.worker", "global_worker")
+
+
 def global_node() -> Any:
     """This process's Ray node object (None when not connected)."""
     return getattr(importlib.import_module("ray._private.worker"), "_global_node", None)
@@ -89,7 +94,7 @@ def token_auth() -> tuple[Any, Any]:
 def check_all() -> list[str]:
     """Every private API above that the installed Ray lacks, one message each."""
     problems = []
-    for call in (stdstream_dispatcher, ray_constants, pynvml, token_auth):
+    for call in (stdstream_dispatcher, global_worker, ray_constants, pynvml, token_auth):
         try:
             call()
         except RayApiMissing as exc:

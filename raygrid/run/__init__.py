@@ -11,5 +11,8 @@
   :mod:`~raygrid.run.messages`: the plain data the driver sends them and the refit's reply.
 - :mod:`~raygrid.run.collect`: records back from workers, errors and warnings re-raised;
   :mod:`~raygrid.run.progress` and :mod:`~raygrid.run.callbacks`: what the user sees meanwhile.
-- :mod:`~raygrid.run.gpu_memory`: a GPU slot's share of its device's memory.
+- :mod:`~raygrid.run.gpu_memory`: a GPU slot's share of its device's memory;
+  :mod:`~raygrid.run.devices`: the check that a worker's framework sees the GPUs it holds,
+  and the device each fit ran on.
+- :mod:`~raygrid.run.node_data`: a lazy dataset read once per node, for its workers.
 """

@@ -8,4 +8,6 @@
 - :mod:`~raygrid.search.waves`: ``_SearchRun``, one ``fit``'s waves of candidates (what
   ``evaluate_candidates`` runs) and its refit.
 - :mod:`~raygrid.search.validate`: what is checked before any fit is scheduled.
+- :mod:`~raygrid.search.lazy_data`: what the driver reads of a lazy dataset (the target,
+  only when the splits need it).
 """

@@ -7,4 +7,7 @@
 - :mod:`~raygrid.store.results`: ``cv_results_`` and ``tasks_`` saved as tables and read back,
   at a path or a URI; a spec's data files read the same way.
 - :mod:`~raygrid.store.files`: atomic and exclusive file writes.
+- :mod:`~raygrid.store.location`: a local folder or a URI opened through ``pyarrow.fs``;
+  :mod:`~raygrid.store.compaction`: the journal's small parts merged into a few large ones;
+  :mod:`~raygrid.store.live`: results refreshed at the output while a search runs.
 """

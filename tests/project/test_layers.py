@@ -27,11 +27,14 @@ LAYERS = [
     ["raygrid.search"],  # the search classes and the fit that drives the rest
     ["raygrid"],  # the public names
     ["raygrid.spec"],  # the TOML spec names search classes by their public names
-    ["raygrid.cli", "raygrid.__main__"],  # the command line
-    ["raygrid.keras"],  # plugin: imports the core it builds on; nothing imports it
+    ["raygrid.keras"],  # plugin: imports the core it builds on; no core module imports it
+    ["raygrid.cli", "raygrid.__main__"],  # the command line: an application of core and plugins
 ]
 
 PLUGINS = ("raygrid.keras",)
+# Modules above the core that may use a plugin directly, as a user's script would: the
+# command line (``raygrid doctor`` asks TensorFlow, through raygrid.keras, what it sees).
+APPLICATIONS = ("raygrid.cli", "raygrid.__main__")
 
 # Where units of work are scheduled, collected and assembled into a wave.
 SCHEDULING = [
@@ -83,7 +86,9 @@ def plugin_imports(graph: dict[str, set[str]]) -> list[str]:
         for source, targets in graph.items()
         for target in targets
         for plugin in PLUGINS
-        if inside(target, plugin) and not inside(source, plugin)
+        if inside(target, plugin)
+        and not inside(source, plugin)
+        and not any(inside(source, app) for app in APPLICATIONS)
     )
 
 
