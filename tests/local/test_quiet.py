@@ -253,7 +253,9 @@ def test_nothing_is_left_running_after_the_script_exits(quiet_run):
 @pytest.mark.slow
 def test_framework_logs_come_back_on_request(tmp_path):
     out, _, alive_at_exit = run_script(tmp_path, "cpu", **{quiet.SHOW_ENV: "1"})
-    assert "absl::InitializeLog" in out and "oneDNN custom operations" in out, out
+    # TensorFlow's start-up lines (the oneDNN one only appears on CPUs where oneDNN's
+    # custom operations are on by default, so it is not asked for).
+    assert "absl::InitializeLog" in out, out
     assert "chatty wrapper: fitting units=" in out
     assert alive_at_exit == []
 
