@@ -37,6 +37,10 @@ def _wait_until_cpus_free(timeout=30):
 def test_concurrent_threaded_searches_keep_their_own_workers():
     reference_long = RayGridSearchCV(SlowRidge(), GRID, cv=3).fit(X, y)
     reference_short = RayGridSearchCV(SlowRidge(), {"alpha": [1.0]}, cv=3).fit(X, y)
+    # Both CPUs free, so that each search below can hold a worker of its own (warm idle
+    # workers of the references, or of earlier tests, would hold them for seconds).
+    release_workers()
+    _wait_until_cpus_free()
     out, errors = {}, []
 
     def long_search():
