@@ -107,9 +107,9 @@ def test_results_are_refreshed_in_the_bucket_while_the_search_runs(s3_server, s3
     results, tasks, summary = load_results(uri)
     assert summary["partial"] is True and summary["fits"] == 12
     assert len(results) == 4 and len(tasks) == 12
-    ours = search.results_frame().sort_values("alpha")
-    theirs = results.sort_values("alpha")
-    assert list(theirs["mean_test_score"]) == list(ours["mean_test_score"])
+    # Saved in scikit-learn's layout: row i is candidate i, parameters as param_<name>.
+    assert list(results["param_alpha"]) == list(search.cv_results_["param_alpha"])
+    assert list(results["mean_test_score"]) == list(search.cv_results_["mean_test_score"])
     search.save_results(uri)  # the final write replaces them
     assert "partial" not in json.loads(
         s3_server.client().get_object(Bucket=s3_bucket, Key="out/search.json")["Body"].read()
