@@ -106,8 +106,8 @@ def test_mlflow_parent_children_artifacts_and_model(servers, mlp_data, tmp_path)
         run_id=info["run_id"], artifact_path="", dst_path=str(tmp_path), tracking_uri=server.uri
     )
     saved = pd.read_parquet(os.path.join(local, "results", "cv_results.parquet"))
-    frame = search.results_frame()
-    np.testing.assert_array_equal(saved["mean_test_score"], frame["mean_test_score"])
+    # Saved in scikit-learn's layout: row i is candidate i.
+    np.testing.assert_array_equal(saved["mean_test_score"], search.cv_results_["mean_test_score"])
     assert len(pd.read_parquet(os.path.join(local, "results", "tasks.parquet"))) == 12
     with open(os.path.join(local, "figures", "params.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
