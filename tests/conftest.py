@@ -20,6 +20,9 @@ from raygrid.local.connect import start_local
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# MLflow's client telemetry sends usage events off the machine and, from threads, races on
+# its session variable (a KeyError that stops a tracker mid-test); the tests need neither.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["RAYGRID_ALLOW_LOGICAL_GPUS"] = "1"
 # Searches in test subprocesses must not join a kept-alive cluster of `raygrid up`.
 os.environ["RAYGRID_STATE_DIR"] = tempfile.mkdtemp(prefix="raygrid-test-state-")
